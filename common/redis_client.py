@@ -1,0 +1,28 @@
+"""connect_redis(settings): the only place a redis.Redis client is constructed.
+
+Responses stay bytes (entries may hold arbitrary bytes; decoding is the schema's job).
+"""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from common.settings import RedisSettings
+
+
+def connect_redis(settings: RedisSettings) -> Redis:
+    """A client for ``settings.url`` with timeouts and keepalive; no command is sent yet."""
+    password = settings.password.get_secret_value() if settings.password else None
+    kwargs: dict[str, object] = {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.connect_timeout,
+        "health_check_interval": 30,
+        "retry_on_timeout": False,
+    }
+    if not settings.url.startswith("unix://"):
+        kwargs["socket_keepalive"] = True
+    if settings.username:
+        kwargs["username"] = settings.username
+    if password is not None:
+        kwargs["password"] = password
+    return Redis.from_url(settings.url, **kwargs)  # type: ignore[arg-type]

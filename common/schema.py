@@ -1,0 +1,243 @@
+"""The one message schema: a Frame is one device's readings at one instant.
+
+A frame travels as one Redis stream entry whose fields stay readable in ``redis-cli XRANGE``::
+
+    v     "1"                                  schema version
+    src   "obd"                                source name (see SOURCES)
+    dev   "elm327-0"                           device
+    prod  "obd@edge1/18c9f3a2b7e-4f1a"         producer identity (name/run)
+    seq   "42"                                 per-producer sequence, from 1, no gaps
+    obs   "2026-11-23T10:00:00.123456+00:00"   observed_at, UTC (device time where it has one)
+    rcv   "2026-11-23T10:00:00.125000+00:00"   received_at, UTC (host time)
+    mono  "123456789012"                       host monotonic clock, ns
+    sess  "run-7"                              optional session
+    ch    [["rpm",1303.75,"rpm","good"],["vin","WP0ZZZ","","good"]]
+
+``(prod, seq)`` is the idempotency key. ``encode`` and ``decode`` are pure and are the only
+code that knows this layout. The stream key (not the entry) carries the priority.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import orjson
+
+from common.errors import DecodeError
+
+SCHEMA_VERSION = "1"
+
+SOURCES = (
+    "gps_nmea",
+    "obd",
+    "dyno_udp",
+    "afr_serial",
+    "scales",
+    "file_import",
+    "jsonl",
+    "simulate",
+)
+"""Every source name; the same string is the CLI argument, settings section and ``src`` field."""
+
+MAX_NAME_LEN = 200
+"""Longest device, producer, session or channel name accepted (characters)."""
+
+MAX_TEXT_LEN = 65_536
+"""Longest text value accepted (characters)."""
+
+
+class Priority(StrEnum):
+    """Stream priority, in strict order: the writer always drains a higher one first."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+    BULK = "bulk"
+
+
+class Quality(StrEnum):
+    GOOD = "good"
+    WARN = "warn"
+    NO_DATA = "no_data"
+    ERROR = "error"
+
+
+_QUALITIES = frozenset(q.value for q in Quality)
+_SOURCES = frozenset(SOURCES)
+
+Value = float | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One named value of a frame. ``value`` is None only with quality no_data or error."""
+
+    name: str
+    value: Value
+    unit: str = ""
+    quality: Quality = Quality.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One device's readings at one instant.
+
+    ``producer`` and ``seq`` are stamped by the publisher; sources leave them empty.
+    ``priority`` selects the stream and is not encoded in the entry.
+    """
+
+    source: str
+    device: str
+    observed_at: datetime
+    received_at: datetime
+    monotonic_ns: int
+    channels: tuple[Channel, ...]
+    session: str | None = None
+    producer: str = ""
+    seq: int = 0
+    priority: Priority = field(default=Priority.NORMAL, compare=False)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.producer, self.seq)
+
+
+def encode(frame: Frame) -> dict[str, str | bytes]:
+    """Frame -> stream entry fields (for XADD). Raises ValueError on a non-finite number."""
+    channels = [[c.name, c.value, c.unit, c.quality.value] for c in frame.channels]
+    for c in frame.channels:
+        if isinstance(c.value, float) and not math.isfinite(c.value):
+            raise ValueError(f"channel {c.name!r} has non-finite value {c.value!r}")
+    fields: dict[str, str | bytes] = {
+        "v": SCHEMA_VERSION,
+        "src": frame.source,
+        "dev": frame.device,
+        "prod": frame.producer,
+        "seq": str(frame.seq),
+        "obs": _iso(frame.observed_at),
+        "rcv": _iso(frame.received_at),
+        "mono": str(frame.monotonic_ns),
+    }
+    if frame.session is not None:
+        fields["sess"] = frame.session
+    fields["ch"] = orjson.dumps(channels)
+    return fields
+
+
+def _iso(ts: datetime) -> str:
+    if ts.tzinfo is None or ts.utcoffset() != timedelta(0):
+        raise ValueError(f"timestamp {ts!r} is not UTC")
+    return ts.isoformat(timespec="microseconds")
+
+
+def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL) -> Frame:
+    """Stream entry fields (as redis-py returns them, bytes) -> Frame.
+
+    Raises DecodeError with a short reason for anything not matching the schema:
+    missing or extra fields, wrong types, non-finite numbers, NUL bytes, lone surrogates,
+    naive or non-UTC timestamps, unknown sources or qualities, oversized names.
+    """
+    try:
+        version = fields[b"v"]
+    except KeyError:
+        raise DecodeError("missing field 'v' (not a frame entry)") from None
+    if version != b"1":
+        raise DecodeError(f"unsupported schema version {version[:20]!r}")
+    try:
+        src = _text(fields, b"src")
+        dev = _name(fields, b"dev")
+        prod = _name(fields, b"prod")
+        seq = _int(fields, b"seq")
+        obs = _time(fields, b"obs")
+        rcv = _time(fields, b"rcv")
+        mono = _int(fields, b"mono")
+        raw_ch = fields[b"ch"]
+    except KeyError as exc:
+        raise DecodeError(f"missing field {exc.args[0].decode()!r}") from None
+    sess = _name(fields, b"sess") if b"sess" in fields else None
+    if len(fields) > 10 or (len(fields) == 10 and sess is None):
+        extra = sorted(k.decode(errors="replace") for k in fields if k not in _FIELD_NAMES)
+        raise DecodeError(f"unexpected fields {extra[:5]}")
+    if src not in _SOURCES:
+        raise DecodeError(f"unknown source {src[:40]!r}")
+    if seq < 1:
+        raise DecodeError(f"seq must be >= 1, got {seq}")
+    return Frame(src, dev, obs, rcv, mono, _channels(raw_ch), sess, prod, seq, priority)
+
+
+_FIELD_NAMES = frozenset([b"v", b"src", b"dev", b"prod", b"seq", b"obs", b"rcv", b"mono", b"sess", b"ch"])
+
+
+def _text(fields: dict[bytes, bytes], name: bytes) -> str:
+    raw = fields[name]
+    if b"\x00" in raw:
+        raise DecodeError(f"field {name.decode()!r} contains a NUL byte")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"field {name.decode()!r} is not UTF-8: {exc.reason}") from None
+
+
+def _name(fields: dict[bytes, bytes], name: bytes) -> str:
+    text = _text(fields, name)
+    if not text or len(text) > MAX_NAME_LEN:
+        raise DecodeError(f"field {name.decode()!r} must be 1-{MAX_NAME_LEN} characters")
+    return text
+
+
+def _int(fields: dict[bytes, bytes], name: bytes) -> int:
+    raw = fields[name]
+    if not raw.isdigit() or len(raw) > 19:
+        raise DecodeError(f"field {name.decode()!r} is not a non-negative integer: {raw[:30]!r}")
+    return int(raw)
+
+
+def _time(fields: dict[bytes, bytes], name: bytes) -> datetime:
+    raw = fields[name]
+    try:
+        ts = datetime.fromisoformat(raw.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        raise DecodeError(f"field {name.decode()!r} is not an ISO 8601 time: {raw[:40]!r}") from None
+    if ts.utcoffset() != timedelta(0):
+        raise DecodeError(f"field {name.decode()!r} is not UTC: {raw[:40]!r}")
+    return ts
+
+
+def _channels(raw: bytes) -> tuple[Channel, ...]:
+    if b"\\u0000" in raw or b"\x00" in raw:
+        raise DecodeError("channels contain a NUL character")
+    try:
+        items = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"channels are not valid JSON: {str(exc)[:120]}") from None
+    if not isinstance(items, list) or not items:
+        raise DecodeError("channels must be a non-empty JSON array")
+    out = []
+    seen = set()
+    for item in items:
+        if not isinstance(item, list) or len(item) != 4:
+            raise DecodeError("each channel must be [name, value, unit, quality]")
+        name, value, unit, quality = item
+        if not isinstance(name, str) or not name or len(name) > MAX_NAME_LEN:
+            raise DecodeError(f"channel name must be a 1-{MAX_NAME_LEN} character string")
+        if name in seen:
+            raise DecodeError(f"duplicate channel {name[:40]!r}")
+        seen.add(name)
+        if isinstance(value, bool) or not (value is None or isinstance(value, int | float | str)):
+            raise DecodeError(f"channel {name[:40]!r}: value must be a number, string or null")
+        if isinstance(value, int):
+            value = float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DecodeError(f"channel {name[:40]!r}: value is not finite")
+        if isinstance(value, str) and len(value) > MAX_TEXT_LEN:
+            raise DecodeError(f"channel {name[:40]!r}: text value longer than {MAX_TEXT_LEN}")
+        if not isinstance(unit, str) or len(unit) > 32:
+            raise DecodeError(f"channel {name[:40]!r}: unit must be a string of at most 32 characters")
+        if quality not in _QUALITIES:
+            raise DecodeError(f"channel {name[:40]!r}: unknown quality {str(quality)[:20]!r}")
+        out.append(Channel(name, value, unit, Quality(quality)))
+    return tuple(out)

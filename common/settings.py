@@ -1,0 +1,264 @@
+"""Settings for every process, from ``TELEMETRY_*`` environment variables and a ``.env`` file.
+
+Sections nest with ``__``: ``TELEMETRY_REDIS__URL``, ``TELEMETRY_WRITER__BATCH_MAX_ROWS``.
+Secrets come from the environment or from files named by ``*_FILE`` variables
+(``TELEMETRY_POSTGRES__PASSWORD_FILE=/run/secrets/pg``) and are never logged.
+``load_settings()`` turns any error into a ConfigError naming the variable to fix, and
+rejects unknown ``TELEMETRY_*`` variables (a typo must not silently fall back to a default).
+No I/O here beyond reading the environment, ``.env`` and secret files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.errors import ConfigError
+from common.streams import DEFAULT_NAMESPACE, StreamNames
+
+ENV_PREFIX = "TELEMETRY_"
+_IGNORED_PREFIXES = ("TELEMETRY_TEST_", "TELEMETRY_FAULT_")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret(path: Path | None, current: SecretStr | None) -> SecretStr | None:
+    if path is None:
+        return current
+    try:
+        return SecretStr(path.read_text().rstrip("\r\n"))
+    except OSError as exc:
+        raise ValueError(f"cannot read secret file {str(path)!r}: {exc.strerror}") from None
+
+
+class RedisSettings(Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    """Redis URL; ``rediss://`` for TLS. Put no password here: use PASSWORD or PASSWORD_FILE."""
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    namespace: str = DEFAULT_NAMESPACE
+    """Hash-tag namespace of every key: ``{telemetry}:critical`` ..."""
+    socket_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> RedisSettings:
+        object.__setattr__(self, "password", _read_secret(self.password_file, self.password))
+        return self
+
+    @field_validator("namespace")
+    @classmethod
+    def _check_namespace(cls, value: str) -> str:
+        StreamNames(value)
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def names(self) -> StreamNames:
+        return StreamNames(self.namespace)
+
+
+class PostgresSettings(Section):
+    dsn: str = "postgresql://telemetry@127.0.0.1:5432/telemetry"
+    """libpq connection string or URL. Put no password here: use PASSWORD or PASSWORD_FILE."""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    schema_name: str = Field(default="telemetry", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    connect_timeout: int = Field(default=5, ge=1)
+    statement_timeout_ms: int = Field(default=30_000, ge=100)
+
+    @model_validator(mode="after")
+    def _load_secret(self) -> PostgresSettings:
+        object.__setattr__(self, "password", _read_secret(self.password_file, self.password))
+        return self
+
+
+class WriterSettings(Section):
+    batch_max_rows: int = Field(default=20_000, ge=1)
+    """Flush a batch when it holds this many readings (rows)."""
+    batch_max_age_ms: int = Field(default=250, ge=0)
+    """Flush a batch when its oldest entry has waited this long. Critical/high never wait."""
+    read_count: int = Field(default=1000, ge=1)
+    """XREADGROUP COUNT, per stream."""
+    block_ms: int = Field(default=50, ge=1)
+    claim_idle_ms: int = Field(default=30_000, ge=100)
+    """Entries pending this long on another consumer are claimed (XAUTOCLAIM)."""
+    reclaim_interval_s: float = Field(default=5.0, gt=0)
+    trim_interval_s: float = Field(default=10.0, gt=0)
+    consumer: str | None = None
+    """Consumer name; default ``<hostname>-<pid>``."""
+    retention_days: int = Field(default=30, ge=1)
+    partitions_ahead_days: int = Field(default=3, ge=1)
+    snapshot_interval_s: float = Field(default=0.0, ge=0)
+    """Write a JSONB snapshot per device and session to ``frames`` this often; 0 = off."""
+
+
+class RangeSpec(Section):
+    """Hard and warning limits for one channel, in ``unit``."""
+
+    unit: str
+    min: float
+    max: float
+    warn_min: float | None = None
+    warn_max: float | None = None
+
+
+DEFAULT_RANGES: dict[str, RangeSpec] = {
+    "rpm": RangeSpec(unit="rpm", min=0, max=20_000, warn_min=500, warn_max=15_000),
+    "afr": RangeSpec(unit="afr", min=6, max=35, warn_min=10, warn_max=20),
+    "map": RangeSpec(unit="kPa", min=0, max=300, warn_min=20, warn_max=250),
+    "tps": RangeSpec(unit="%", min=0, max=100),
+    "iat": RangeSpec(unit="degF", min=-40, max=300, warn_min=32, warn_max=200),
+    "horsepower": RangeSpec(unit="hp", min=-50, max=2_000),
+    "torque": RangeSpec(unit="ft_lb", min=-100, max=2_000),
+}
+
+
+class ProducerSettings(Section):
+    name: str | None = None
+    """Stable producer name; default ``<source>@<hostname>``. A run id is appended per start."""
+    publish_batch: int = Field(default=500, ge=1)
+    read_timeout_s: float = Field(default=0.2, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+    """Cap of the reconnect backoff for devices and Redis."""
+    session: str | None = None
+    ranges: dict[str, RangeSpec] = Field(default_factory=lambda: dict(DEFAULT_RANGES))
+
+
+class SimulateSettings(Section):
+    devices: int = Field(default=2, ge=1, le=10_000)
+    channels: int = Field(default=8, ge=1, le=10_000)
+    rate_hz: float = Field(default=10.0, ge=0)
+    """Frames per second per device; 0 = as fast as possible."""
+    count: int = Field(default=0, ge=0)
+    """Stop after this many frames in all; 0 = run until stopped."""
+    priority: str = "normal"
+
+
+class JsonlSettings(Section):
+    path: str = "-"
+    """File or FIFO to read; ``-`` is stdin."""
+    follow: bool = False
+    """Keep reading at end of file (a FIFO is reopened when its writer closes)."""
+
+
+class GpsNmeaSettings(Section):
+    url: str = "/dev/gps0"
+    """Any pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://..., loop://"""
+    baudrate: int = 4800
+    device: str | None = None
+
+
+class ObdSettings(Section):
+    url: str = "/dev/obd0"
+    baudrate: int | None = None
+    device: str | None = None
+
+
+class DynoUdpSettings(Section):
+    group: str = "224.0.2.10"
+    port: int = Field(default=22344, ge=1, le=65535)
+    interface: str = "0.0.0.0"
+
+
+class AfrSerialSettings(Section):
+    url: str = "/dev/afr0"
+    baudrate: int = 19200
+    device: str | None = None
+
+
+class ScalesSettings(Section):
+    config: Path | None = None
+    """JSON file listing the scales (url, format, device name) served by this process."""
+
+
+class FileImportSettings(Section):
+    queue: str = "imports"
+    chunk_rows: int = Field(default=1000, ge=1)
+
+
+class Settings(BaseSettings):
+    """Every setting of every process; each process reads the sections it needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    redis: RedisSettings = RedisSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    writer: WriterSettings = WriterSettings()
+    producer: ProducerSettings = ProducerSettings()
+    simulate: SimulateSettings = SimulateSettings()
+    jsonl: JsonlSettings = JsonlSettings()
+    gps_nmea: GpsNmeaSettings = GpsNmeaSettings()
+    obd: ObdSettings = ObdSettings()
+    dyno_udp: DynoUdpSettings = DynoUdpSettings()
+    afr_serial: AfrSerialSettings = AfrSerialSettings()
+    scales: ScalesSettings = ScalesSettings()
+    file_import: FileImportSettings = FileImportSettings()
+
+
+def env_names(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> dict[str, Any]:
+    """Every environment variable name the settings accept, mapped to its default."""
+    names: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        env = prefix + name.upper()
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and name != "ranges":
+            names.update(env_names(ann, env + "__"))
+        else:
+            names[env] = info.get_default(call_default_factory=True)
+    return names
+
+
+def _check_unknown(environ: dict[str, str]) -> None:
+    known = env_names()
+    for key in environ:
+        if not key.startswith(ENV_PREFIX) or key.startswith(_IGNORED_PREFIXES) or key in known:
+            continue
+        if key.startswith(ENV_PREFIX + "PRODUCER__RANGES"):
+            continue
+        hint = difflib.get_close_matches(key, known, n=1)
+        extra = f" (did you mean {hint[0]}?)" if hint else ""
+        raise ConfigError(f"unknown setting {key}{extra}")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; raise ConfigError naming the bad variable."""
+    _check_unknown(dict(os.environ))
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+            var = ENV_PREFIX + "__".join(loc).upper()
+            problems.append(f"{var}: {err['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None

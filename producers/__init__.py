@@ -1,0 +1,1 @@
+"""Producers: one process per device or source, publishing frames to Redis Streams."""

@@ -1,0 +1,61 @@
+"""Helpers shared by tests: waiting, running a writer in a thread, counting rows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from common.settings import Settings
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+@contextmanager
+def running_writer(settings: Settings, consumer: str = "test-writer") -> Iterator[Any]:
+    """Run the writer loop in a thread for the duration of the block; yields its stats."""
+    from writer.loop import run_writer
+
+    stop = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def target() -> None:
+        holder["stats"] = run_writer(settings, stop, consumer=consumer, stats_out=holder)
+
+    thread = threading.Thread(target=target, name=f"writer-{consumer}", daemon=True)
+    thread.start()
+    wait_for(lambda: "live" in holder or not thread.is_alive(), 30, what="writer start")
+    try:
+        yield holder["live"]
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "writer thread did not stop"
+
+
+def pg_query(settings: Settings, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run ``query`` with search_path set to the test schema; return all rows."""
+    with psycopg.connect(settings.postgres.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.postgres.schema_name)))
+        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+def count_readings(settings: Settings) -> int:
+    return int(pg_query(settings, "SELECT count(*) FROM readings")[0][0])
