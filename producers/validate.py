@@ -53,12 +53,11 @@ class RangeValidator:
         if v < spec.min or v > spec.max:
             self.flags["out_of_range"] += 1
             return replace(ch, quality=Quality.ERROR)
-        if (spec.warn_min is not None and v < spec.warn_min) or (
+        if ((spec.warn_min is not None and v < spec.warn_min) or (
             spec.warn_max is not None and v > spec.warn_max
-        ):
-            if ch.quality is Quality.GOOD:
-                self.flags["warn"] += 1
-                return replace(ch, quality=Quality.WARN)
+        )) and ch.quality is Quality.GOOD:
+            self.flags["warn"] += 1
+            return replace(ch, quality=Quality.WARN)
         return ch
 
     def _converter(self, src: str, dst: str) -> Callable[[float], float] | None:
