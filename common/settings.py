@@ -179,8 +179,18 @@ class ObdSettings(Section):
 
 class DynoUdpSettings(Section):
     group: str = "224.0.2.10"
+    """JETDRIVE multicast group; a unicast address (127.0.0.1) listens point-to-point instead."""
     port: int = Field(default=22344, ge=1, le=65535)
     interface: str = "0.0.0.0"
+    """IPv4 address of the interface to join the group on; 0.0.0.0 = chosen by the routing table."""
+    host_id: int = Field(default=0, ge=0, le=0xFFFE)
+    """Our JETDRIVE host id for Ping/RequestChannelInfo; 0 = random at start."""
+    ping_interval_s: float = Field(default=5.0, gt=0)
+    """How often each provider is pinged to measure its clock offset."""
+    hold_max: int = Field(default=1000, ge=1)
+    """Values held per provider while their channel is unknown; beyond this the oldest are dropped."""
+    hold_s: float = Field(default=5.0, ge=0)
+    """Held values still unknown after this long are dropped (and counted)."""
 
 
 class AfrSerialSettings(Section):
