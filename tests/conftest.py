@@ -101,9 +101,7 @@ def pg_schema(pg_dsn: str, namespace: str) -> Iterator[str]:
         migrate(conn, schema)
     yield schema
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(
-            psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(schema))
-        )
+        conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(schema)))
 
 
 @pytest.fixture
@@ -134,3 +132,45 @@ def env_for(settings: Settings) -> dict[str, str]:
         TELEMETRY_WRITER__RECLAIM_INTERVAL_S=str(settings.writer.reclaim_interval_s),
     )
     return env
+
+
+def _pg_restart_command() -> list[str] | None:
+    """How to restart the local PostgreSQL: TELEMETRY_TEST_PG_RESTART (a shell command) or pg_ctlcluster."""
+    import shlex
+    import shutil
+
+    custom = os.environ.get("TELEMETRY_TEST_PG_RESTART")
+    if custom:
+        return shlex.split(custom)
+    clusters = Path("/etc/postgresql")
+    if shutil.which("pg_ctlcluster") and clusters.is_dir():
+        versions = sorted(p.name for p in clusters.iterdir() if (p / "main").is_dir())
+        if versions:
+            return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart", "-m", "fast"]
+    return None
+
+
+@pytest.fixture
+def pg_restart(pg_dsn: str) -> object:
+    """A function that restarts the real PostgreSQL server (fast shutdown) and waits for it."""
+    import subprocess
+    import time
+
+    cmd = _pg_restart_command()
+    if cmd is None:
+        unavailable("no way to restart PostgreSQL here: set TELEMETRY_TEST_PG_RESTART")
+
+    def restart() -> None:
+        assert cmd is not None
+        subprocess.run(cmd, check=True, timeout=60, capture_output=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(pg_dsn, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    return restart

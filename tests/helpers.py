@@ -14,9 +14,7 @@ from psycopg import sql
 from common.settings import Settings
 
 
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = ""
-) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

@@ -1,0 +1,1 @@
+"""The consumer-group writer: Redis Streams -> PostgreSQL COPY, ack after commit, dead letters."""

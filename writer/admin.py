@@ -1,0 +1,139 @@
+"""``telemetry-admin``: migrations, partitions, stream status, dead letters, imports.
+
+telemetry-admin migrate
+telemetry-admin partitions create FIRST_DAY [LAST_DAY]
+telemetry-admin streams                      # length, lag, pending per consumer
+telemetry-admin deadletter list [--count N]
+telemetry-admin deadletter show ID
+telemetry-admin deadletter replay ID... | --all
+telemetry-admin deadletter purge ID... | --all
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from common.errors import ConfigError
+from common.redis_client import connect_redis
+from common.settings import Settings, load_settings
+from writer import deadletter
+from writer.stream_status import stream_status
+
+
+def _migrate(s: Settings, _args: argparse.Namespace) -> int:
+    from writer.migrate import migrate
+    from writer.partitions import maintain
+    from writer.pg import connect_pg
+
+    with connect_pg(s.postgres) as conn:
+        applied = migrate(conn, s.postgres.schema_name)
+        made = maintain(conn, date.today(), s.writer.retention_days, s.writer.partitions_ahead_days)
+    print(f"schema {s.postgres.schema_name}: applied {applied or 'nothing (up to date)'}; {made} new partitions")
+    return 0
+
+
+def _partitions(s: Settings, args: argparse.Namespace) -> int:
+    from writer.partitions import ensure_partitions
+    from writer.pg import connect_pg
+
+    first = date.fromisoformat(args.first)
+    last = date.fromisoformat(args.last or args.first)
+    if last < first or (last - first).days > 3660:
+        print("telemetry-admin: LAST_DAY must be on or after FIRST_DAY, at most 10 years later", file=sys.stderr)
+        return 2
+    with connect_pg(s.postgres) as conn:
+        made = ensure_partitions(conn, first, last)
+    print(f"created {made} partitions for {first}..{last}")
+    return 0
+
+
+def _streams(s: Settings, args: argparse.Namespace) -> int:
+    status = stream_status(connect_redis(s.redis), s.redis.names)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"{'stream':<28} {'length':>9} {'lag':>9} {'pending':>9}  consumers (pending, idle ms)")
+    for row in status["streams"]:
+        consumers = ", ".join(f"{c['name']}({c['pending']}, {c['idle_ms']})" for c in row["consumers"]) or "-"
+        print(f"{row['stream']:<28} {row['length']:>9} {row['lag']!s:>9} {row['pending']:>9}  {consumers}")
+    print(f"{s.redis.names.deadletter:<28} {status['deadletter']:>9}")
+    return 0
+
+
+def _dead(s: Settings, args: argparse.Namespace) -> int:
+    r = connect_redis(s.redis)
+    names = s.redis.names
+    if args.action == "list":
+        for did, summary in deadletter.list_dead(r, names, args.count):
+            print(f"{did}  {summary.get('stream')}  {summary.get('error_class')}: {summary.get('error')}")
+        return 0
+    if args.action == "show":
+        if len(args.ids) != 1:
+            print("telemetry-admin: show takes one ID", file=sys.stderr)
+            return 2
+        fields = deadletter.show_dead(r, names, args.ids[0])
+        if fields is None:
+            print(f"telemetry-admin: no dead letter {args.ids[0]}", file=sys.stderr)
+            return 1
+        print(json.dumps({k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}, indent=2))
+        return 0
+    ids: list[str] | None = args.ids
+    if args.all:
+        ids = [did for did, _ in deadletter.list_dead(r, names, count=1_000_000)] if args.action == "replay" else None
+    elif not ids:
+        print(f"telemetry-admin: {args.action} needs IDs or --all", file=sys.stderr)
+        return 2
+    if args.action == "replay":
+        done = deadletter.replay(r, names, ids or [])
+        print(f"replayed {len(done)} dead letters")
+    else:
+        print(f"purged {deadletter.purge(r, names, ids)} dead letters")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="telemetry-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply database migrations (idempotent)").set_defaults(fn=_migrate)
+    p = sub.add_parser("partitions", help="create daily partitions for a date range")
+    p.add_argument("op", choices=["create"])
+    p.add_argument("first", help="YYYY-MM-DD")
+    p.add_argument("last", nargs="?", help="YYYY-MM-DD (default: FIRST)")
+    p.set_defaults(fn=_partitions)
+    p = sub.add_parser("streams", help="length, lag and pending per priority stream")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=_streams)
+    p = sub.add_parser("deadletter", help="list, show, replay or purge dead letters")
+    p.add_argument("action", choices=["list", "show", "replay", "purge"])
+    p.add_argument("ids", nargs="*")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--count", type=int, default=50)
+    p.set_defaults(fn=_dead)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"telemetry-admin: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result: Any = args.fn(settings, args)
+        return int(result)
+    except (RedisError, OSError, KeyError, ValueError) as exc:
+        print(f"telemetry-admin: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

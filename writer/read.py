@@ -1,0 +1,95 @@
+"""Reading the priority streams as a consumer group: create the group, read, reclaim.
+
+Builds the XREADGROUP / XAUTOCLAIM calls and turns replies into Entry objects; decoding
+the fields into frames is writer/decode.py's job. No PostgreSQL here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from common.schema import Priority
+from common.streams import StreamNames
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Entry:
+    """One raw stream entry as read: its stream, ID and fields (bytes, undecoded)."""
+
+    stream: str
+    id: bytes
+    fields: dict[bytes, bytes]
+    priority: Priority
+
+
+def ensure_groups(redis: Redis, names: StreamNames) -> None:
+    """Create the writer group on every priority stream at ID 0 (never ``$``: that skips backlog)."""
+    for key in names.streams:
+        try:
+            redis.xgroup_create(key, names.group, id="0", mkstream=True)
+            logger.info("created consumer group %s on %s at 0", names.group, key)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+def is_nogroup(exc: Exception) -> bool:
+    """True for the error Redis gives when the group or stream vanished (restart without AOF)."""
+    return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
+
+
+def read_entries(
+    redis: Redis, names: StreamNames, consumer: str, count: int, block_ms: int, pending: bool = False
+) -> list[Entry]:
+    """XREADGROUP over all priority streams (critical first). ``pending`` re-reads our own PEL."""
+    start = "0" if pending else ">"
+    reply = redis.xreadgroup(
+        names.group, consumer, dict.fromkeys(names.streams, start), count=count, block=None if pending else block_ms
+    )
+    return _entries(names, reply)
+
+
+def _entries(names: StreamNames, reply: Any) -> list[Entry]:
+    out: list[Entry] = []
+    if not reply:
+        return out
+    items = reply.items() if isinstance(reply, dict) else reply
+    for key, messages in items:
+        if isinstance(messages, list) and messages and isinstance(messages[0], list):
+            messages = messages[0]  # RESP3 shape
+        stream = key.decode() if isinstance(key, bytes) else key
+        priority = names.priority_of(stream)
+        for entry_id, fields in messages:
+            if fields is None:  # entry deleted while pending
+                continue
+            out.append(Entry(stream, entry_id, fields, priority))
+    out.sort(key=lambda e: _ORDER[e.priority])
+    return out
+
+
+_ORDER = {p: i for i, p in enumerate(Priority)}
+
+
+def reclaim(redis: Redis, names: StreamNames, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+    """XAUTOCLAIM entries idle longer than ``min_idle_ms`` on any consumer (a dead replica's)."""
+    out: list[Entry] = []
+    for key in names.streams:
+        start = "0-0"
+        while True:
+            reply = redis.xautoclaim(key, names.group, consumer, min_idle_ms, start_id=start, count=count)
+            next_start, messages = reply[0], reply[1]
+            priority = names.priority_of(key)
+            out.extend(Entry(key, eid, fields, priority) for eid, fields in messages if fields is not None)
+            if next_start in (b"0-0", "0-0") or len(out) >= count:
+                break
+            start = next_start
+    if out:
+        logger.info("reclaimed %d entries idle > %d ms", len(out), min_idle_ms)
+    return out
