@@ -206,7 +206,19 @@ class ScalesSettings(Section):
 
 class FileImportSettings(Section):
     queue: str = "imports"
+    """rq queue name; run ``rq worker --url <redis url> <queue>``."""
     chunk_rows: int = Field(default=1000, ge=1)
+    """Frames published per pipeline (and between progress/back-pressure checks)."""
+    max_backlog: int = Field(default=200_000, ge=0)
+    """Pause while the writer group has more unread bulk entries than this; 0 = never pause."""
+    max_rows_per_s: float = Field(default=0.0, ge=0)
+    """Rate cap of one import; 0 = no cap (back-pressure only)."""
+    bad_rows_kept: int = Field(default=100, ge=0)
+    """Bad rows listed (with line numbers) in the job result; all are counted."""
+    job_timeout_s: int = Field(default=86_400, ge=1)
+    """rq job timeout (the worker kills a longer import; re-running it creates no duplicates)."""
+    result_ttl_s: int = Field(default=7 * 86_400, ge=1)
+    """How long rq keeps a finished or failed import's result and progress."""
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,250 @@
+"""Column mappings for CSV imports: which column is time, device and each channel, with units. Pure.
+
+``plan(header, mapping)`` resolves a ColumnMapping against a file's header into a ``Plan``;
+``Plan.row(fields, lineno, ...)`` turns one CSV row into a Frame or raises ParseError naming the line.
+
+Known exports (profiles) are recognised by their header. NO PUBLIC REAL FILE of either exists (see
+shared/protocols.md §7), so the column names below are ASSUMPTIONS from the vendors' channel names;
+the tests use SYNTHETIC samples only. A wrong guess only changes channel names: any column not named
+here is still imported under its own header text, and a mapping can always override everything.
+
+* ``powervision`` (Dynojet Power Vision log exported to CSV): ``Time`` plus ``Engine Speed (RPM)``-style
+  headers with the unit in parentheses; time is elapsed seconds.
+* ``winpep8`` (Dynojet WinPEP 8 run export): ``Time`` plus ``Engine RPM``, ``Torque``, ``Horsepower``;
+  elapsed seconds; torque in ft-lb and power in hp (WinPEP's SAE display units).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict
+
+from common.errors import ParseError
+from common.schema import MAX_NAME_LEN, Channel, Frame, Priority, Quality
+
+TimeFormat = Literal["auto", "iso", "epoch_s", "epoch_ms", "elapsed_s", "elapsed_ms"] | str
+
+
+class ChannelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str | None = None
+    """Channel name; default the header text without its unit."""
+    unit: str | None = None
+    """Unit name (common/units.py spelling); default the unit found in the header."""
+
+
+class ColumnMapping(BaseModel):
+    """How to read a CSV file. Every field has a default, so ``ColumnMapping()`` imports most files."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    profile: Literal["auto", "generic", "powervision", "winpep8", "jsonl"] = "auto"
+    delimiter: str | None = None
+    """Field separator; default the most frequent of , ; TAB in the header line."""
+    skip_lines: int = 0
+    """Lines before the header row (title lines of some exports)."""
+    time_column: str | None = None
+    """Default: the first header named like time/timestamp/date."""
+    time_format: TimeFormat = "auto"
+    """iso | epoch_s | epoch_ms | elapsed_s | elapsed_ms | a strptime pattern ("%d/%m/%Y %H:%M:%S");
+    auto decides from the first value (ISO text, epoch s or ms by magnitude, else elapsed s)."""
+    timezone: str = "UTC"
+    """Zone of times written without an offset."""
+    start_time: datetime | None = None
+    """Origin of elapsed times; default the file's modification time."""
+    device_column: str | None = None
+    device: str | None = None
+    """Fixed device name when there is no device column; default the file name without extension."""
+    channels: dict[str, ChannelSpec] | None = None
+    """Columns to import (header -> spec); default every column but time and device."""
+    session: str | None = None
+
+
+# Header text (lower case, unit removed) -> (channel name, default unit). Assumed, see module docstring.
+PROFILES: dict[str, dict[str, tuple[str, str]]] = {
+    "powervision": {
+        "engine speed": ("rpm", "rpm"),
+        "throttle position": ("tps", "%"),
+        "manifold absolute pressure": ("map", "kPa"),
+        "intake air temperature": ("iat", "degF"),
+        "air fuel ratio": ("afr", "afr"),
+        "vehicle speed": ("speed", "mph"),
+    },
+    "winpep8": {
+        "engine rpm": ("rpm", "rpm"),
+        "torque": ("torque", "ft_lb"),
+        "horsepower": ("horsepower", "hp"),
+        "power": ("horsepower", "hp"),
+        "map kpa": ("map", "kPa"),
+        "tps": ("tps", "%"),
+        "iat f": ("iat", "degF"),
+        "afr meas f": ("afr_front", "afr"),
+        "afr meas r": ("afr_rear", "afr"),
+        "vbatt": ("battery", "V"),
+    },
+}
+
+UNIT_ALIASES = {
+    "rpm": "rpm", "kpa": "kPa", "psi": "psi", "bar": "bar", "c": "degC", "°c": "degC", "degc": "degC",
+    "deg c": "degC", "f": "degF", "°f": "degF", "degf": "degF", "deg f": "degF", "%": "%", "afr": "afr",
+    "lambda": "lambda", "hp": "hp", "kw": "kW", "ft-lb": "ft_lb", "ft-lbs": "ft_lb", "lb-ft": "ft_lb",
+    "ft_lb": "ft_lb", "nm": "N*m", "n*m": "N*m", "n-m": "N*m", "km/h": "km/h", "kph": "km/h", "mph": "mph",
+    "v": "V", "volts": "V", "a": "A", "s": "s", "sec": "s", "ms": "ms", "kg": "kg", "lb": "lb", "g": "g",
+}  # fmt: skip
+"""Units as written in export headers -> common/units.py names; anything else is kept as written."""
+
+_UNIT_RE = re.compile(r"^(.*?)\s*[(\[]([^()\[\]]{1,20})[)\]]\s*$")
+_TIME_NAMES = ("time", "timestamp", "date", "datetime", "time (s)", "time (sec)", "observed_at")
+
+
+def split_unit(header: str) -> tuple[str, str]:
+    """``Engine Speed (RPM)`` -> (``Engine Speed``, ``rpm``); no unit -> (header, "")."""
+    m = _UNIT_RE.match(header.strip())
+    if not m or not m.group(1):
+        return header.strip(), ""
+    raw = m.group(2).strip()
+    return m.group(1), UNIT_ALIASES.get(raw.lower(), raw[:32])
+
+
+def detect_profile(header: Sequence[str]) -> str:
+    """``powervision``, ``winpep8`` or ``generic`` from a header row (assumed patterns)."""
+    names = {split_unit(h)[0].lower() for h in header}
+    if "engine speed" in names and any("(" in h for h in header):
+        return "powervision"
+    if "engine rpm" in names and names & {"torque", "horsepower", "power"}:
+        return "winpep8"
+    return "generic"
+
+
+def sniff_delimiter(line: str) -> str:
+    return max([",", ";", "\t"], key=line.count)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A mapping resolved against one header: column indexes and channel specs."""
+
+    time_index: int
+    device_index: int | None
+    device: str
+    channels: tuple[tuple[int, str, str], ...]  # (column index, name, unit)
+    time_format: str
+    zone: ZoneInfo
+    start: datetime
+    session: str | None
+    width: int
+
+    def row(self, fields: Sequence[str], lineno: int, received_at: datetime, mono: int) -> Frame:
+        """One data row -> Frame (bulk priority). Raises ParseError(kind=columns|time|device|value|empty)."""
+        if len(fields) != self.width:
+            raise ParseError(f"line {lineno}: {len(fields)} fields, header has {self.width}", "columns")
+        observed = parse_time(fields[self.time_index].strip(), self.time_format, self.zone, self.start, lineno)
+        device = self.device
+        if self.device_index is not None:
+            device = fields[self.device_index].strip()
+            if not device or len(device) > MAX_NAME_LEN:
+                raise ParseError(f"line {lineno}: empty or too long device", "device")
+        out = [ch for i, name, unit in self.channels if (ch := _cell(fields[i].strip(), name, unit, lineno))]
+        if not out:
+            raise ParseError(f"line {lineno}: no channel has a value", "empty")
+        return Frame(
+            "file_import", device, observed, received_at, mono, tuple(out), self.session, priority=Priority.BULK
+        )
+
+
+def _cell(text: str, name: str, unit: str, lineno: int) -> Channel | None:
+    """A cell -> Channel; empty -> None. A column with a unit is numeric; one without may hold text."""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        if unit:
+            raise ParseError(f"line {lineno}: {name[:40]!r} = {text[:40]!r} is not a number", "value") from None
+        return Channel(name, text[:1000], unit)  # a text column (gear, note, status)
+    if not math.isfinite(value):
+        return Channel(name, None, unit, Quality.ERROR)
+    return Channel(name, value, unit)
+
+
+def parse_time(text: str, fmt: str, zone: ZoneInfo, start: datetime, lineno: int) -> datetime:
+    """A time cell -> UTC datetime; ParseError(kind=time) naming the line."""
+    try:
+        if fmt in ("epoch_s", "epoch_ms", "elapsed_s", "elapsed_ms"):
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError(text)
+            seconds = number / 1000 if fmt.endswith("_ms") else number
+            if fmt.startswith("epoch"):
+                return datetime.fromtimestamp(seconds, UTC)
+            return start + timedelta(seconds=seconds)
+        ts = datetime.fromisoformat(text) if fmt == "iso" else datetime.strptime(text, fmt)
+    except (ValueError, OverflowError, OSError):
+        raise ParseError(f"line {lineno}: time {text[:40]!r} is not {fmt}", "time") from None
+    return (ts if ts.tzinfo else ts.replace(tzinfo=zone)).astimezone(UTC)
+
+
+def guess_time_format(text: str) -> str:
+    """auto: ISO text, epoch seconds or ms by magnitude, else elapsed seconds."""
+    try:
+        number = float(text)
+    except ValueError:
+        return "iso"
+    if number > 1e11:
+        return "epoch_ms"
+    return "epoch_s" if number > 1e8 else "elapsed_s"
+
+
+def plan(
+    header: Sequence[str], mapping: ColumnMapping, default_device: str, start: datetime, first_row: Sequence[str]
+) -> Plan:
+    """Resolve ``mapping`` against ``header``; ``first_row`` (the first data row) decides an auto time format.
+
+    Raises ParseError(kind=header) when a named column is missing or no time column is found.
+    """
+    header = [h.strip() for h in header]
+    index = {h: i for i, h in enumerate(header)}
+    profile = detect_profile(header) if mapping.profile == "auto" else mapping.profile
+    time_col = mapping.time_column or next((h for h in header if h.lower() in _TIME_NAMES), None)
+    for col in (time_col, mapping.device_column, *(mapping.channels or {})):
+        if col is not None and col not in index:
+            raise ParseError(f"column {col!r} not in header {header[:20]}", "header")
+    if time_col is None:
+        raise ParseError(f"no time column in header {header[:20]}; set time_column", "header")
+    skip = {time_col, mapping.device_column}
+    specs = mapping.channels or {h: ChannelSpec() for h in header if h not in skip and h}
+    channels, names = [], set()
+    for col, spec in specs.items():
+        name, unit = _channel(col, spec, profile)
+        name = name if name not in names else f"{name} #{index[col]}"  # two columns, one name
+        names.add(name)
+        channels.append((index[col], name, unit))
+    zone = ZoneInfo(mapping.timezone)
+    start = mapping.start_time or start
+    first = first_row[index[time_col]].strip() if len(first_row) > index[time_col] else ""
+    fmt = guess_time_format(first) if mapping.time_format == "auto" else mapping.time_format
+    return Plan(
+        time_index=index[time_col],
+        device_index=index[mapping.device_column] if mapping.device_column else None,
+        device=(mapping.device or default_device)[:MAX_NAME_LEN],
+        channels=tuple(channels),
+        time_format=fmt,
+        zone=zone,
+        start=start if start.tzinfo else start.replace(tzinfo=zone),
+        session=mapping.session,
+        width=len(header),
+    )
+
+
+def _channel(column: str, spec: ChannelSpec, profile: str) -> tuple[str, str]:
+    base, unit = split_unit(column)
+    known = PROFILES.get(profile, {}).get(base.lower())
+    if known:
+        base, unit = known[0], unit or known[1]
+    return (spec.name or base)[:MAX_NAME_LEN], spec.unit if spec.unit is not None else unit
