@@ -171,10 +171,46 @@ class GpsNmeaSettings(Section):
     device: str | None = None
 
 
+DEFAULT_OBD_PIDS: dict[str, float] = {
+    "RPM": 0.1,
+    "SPEED": 0.2,
+    "THROTTLE_POS": 0.1,
+    "INTAKE_PRESSURE": 0.2,
+    "ENGINE_LOAD": 0.2,
+    "MAF": 0.2,
+    "COOLANT_TEMP": 1.0,
+    "INTAKE_TEMP": 1.0,
+    "FUEL_LEVEL": 10.0,
+    "ELM_VOLTAGE": 5.0,
+    "GET_DTC": 10.0,
+}
+
+
 class ObdSettings(Section):
     url: str = "/dev/obd0"
+    """Any pyserial URL: /dev/ttyUSB0, socket://host:port (then set BAUDRATE), rfc2217://..."""
     baudrate: int | None = None
+    """Adapter baud rate; None = python-OBD's auto-detection (serial ports only)."""
     device: str | None = None
+    """Device name; default the last part of ``url`` (``obd0`` for /dev/obd0)."""
+    pids: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_OBD_PIDS))
+    """python-OBD command name -> query interval in seconds (0 = every round). GET_DTC goes out critical."""
+    protocol: str | None = None
+    """ELM327 protocol id ("6" = ISO 15765-4 CAN 11/500); None = auto."""
+    fast: bool = True
+    """python-OBD ``fast`` mode: tell the adapter how many frames to wait for."""
+    car_retry_s: float = Field(default=10.0, gt=0)
+    """While the adapter answers but the car does not (ignition off), retry the car this often."""
+
+    @field_validator("pids")
+    @classmethod
+    def _check_pids(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("at least one PID is required")
+        for name, interval in value.items():
+            if not name.isidentifier() or name.upper() != name or interval < 0:
+                raise ValueError(f"{name!r}: need an upper-case python-OBD command name and an interval >= 0")
+        return value
 
 
 class DynoUdpSettings(Section):

@@ -1,0 +1,269 @@
+"""Unit tests of producers/obd.py: value decoding, units, schedule, and the source's state machine.
+
+Decoding tests feed python-OBD's own decoders with adapter answers recorded from the ELM327
+emulator (protocols.md §1c) or built by hand (marked synthetic). The state-machine tests use
+``FakeConnection``, a scripted stand-in for ``obd.OBD`` (python-OBD's tests do the same with
+their FakeELM); the real adapter path is covered by tests/integration/test_obd.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from common.errors import ConfigError, ParseError, SourceUnavailableError
+from common.schema import Channel, Frame, Priority, Quality
+from common.settings import DEFAULT_OBD_PIDS, DEFAULT_RANGES, ObdSettings, Settings
+from common.units import convert
+from producers import obd as obd_source
+from producers.obd import (
+    UNITS,
+    ObdSource,
+    PidSchedule,
+    channel_name,
+    decode_value,
+    default_device,
+    dtc_channels,
+    from_settings,
+    no_data_channels,
+    normalise_quantity,
+)
+from producers.validate import RangeValidator
+
+python_obd = obd_source.obd  # the GPL library, reached only through the producer module
+Status = python_obd.OBDStatus
+
+
+def answer(command: str, *lines: str) -> Any:
+    """python-OBD's decoded value for raw CAN 11/500 adapter lines."""
+    parse = python_obd.protocols.ISO_15765_4_11bit_500k([])
+    return python_obd.commands[command](parse(list(lines))).value
+
+
+# Recorded from the emulator's `car` scenario (protocols.md §1c).
+RECORDED = {
+    "RPM": ("7E804410C145F", Channel("rpm", 1303.75, "rpm")),
+    "SPEED": ("7E803410D0A", Channel("speed", 10.0, "km/h")),
+    "COOLANT_TEMP": ("7E80341055F", Channel("coolant_temp", 55.0, "degC")),
+    "INTAKE_TEMP": ("7E803410F39", Channel("iat", 17.0, "degC")),
+    "ENGINE_LOAD": ("7E8034104FF", Channel("engine_load", 100.0, "%")),
+    "MAF": ("7E8044110181F", Channel("maf", 61.75, "g/s")),
+}
+
+
+@pytest.mark.parametrize("command", sorted(RECORDED))
+def test_recorded_answers_decode_to_declared_units(command: str) -> None:
+    raw, expected = RECORDED[command]
+    assert decode_value(command, answer(command, raw)) == (expected,)
+
+
+def test_throttle_is_published_as_tps_in_percent() -> None:
+    (ch,) = decode_value("THROTTLE_POS", answer("THROTTLE_POS", "7E80341112B"))
+    assert (ch.name, ch.unit) == ("tps", "%")
+    assert ch.value == pytest.approx(0x2B * 100 / 255)
+
+
+def test_dtcs_become_codes_and_count() -> None:
+    # synthetic: mode 03 answer with P0104 and P0133
+    value = answer("GET_DTC", "7E806430201040133")
+    assert decode_value("GET_DTC", value) == (Channel("dtc", "P0104,P0133"), Channel("dtc_count", 2.0, "count"))
+    assert decode_value("GET_DTC", answer("GET_DTC", "7E8024300")) == (
+        Channel("dtc", ""),
+        Channel("dtc_count", 0.0, "count"),
+    )
+    assert dtc_channels("freeze_dtc", ("P0301", "Cylinder 1 Misfire Detected"))[0].value == "P0301"
+    with pytest.raises(ParseError) as err:
+        dtc_channels("dtc", 42)
+    assert err.value.kind == "type"
+
+
+def test_no_data_answer_is_null_not_invented() -> None:
+    assert answer("RPM", "NO DATA") is None
+    assert no_data_channels("RPM", {"rpm": "rpm"}) == (Channel("rpm", None, "rpm", Quality.NO_DATA),)
+    assert no_data_channels("GET_DTC", {}) == (
+        Channel("dtc", None, "", Quality.NO_DATA),
+        Channel("dtc_count", None, "", Quality.NO_DATA),
+    )
+
+
+def test_every_mapped_unit_exists_in_python_obd() -> None:
+    unit = python_obd.Unit
+    for name, (declared, scale) in UNITS.items():
+        assert str(unit.Quantity(1, name).units) == name
+        assert normalise_quantity(2, name) == (2 * scale, declared)
+    assert normalise_quantity(-1200, "pascal") == (-1.2, "kPa")
+    assert normalise_quantity(3, "minute") == (180.0, "s")
+
+
+def test_unknown_unit_and_type_are_parse_errors() -> None:
+    with pytest.raises(ParseError) as err:
+        normalise_quantity(1.0, "furlong")
+    assert err.value.kind == "unit"
+    with pytest.raises(ParseError) as err:
+        decode_value("O2_SENSORS", ((False, True), (True, False)))
+    assert err.value.kind == "type"
+
+
+def test_text_values() -> None:
+    assert decode_value("VIN", bytearray(b"\x00WP0ZZZ99ZTS39\x01")) == (Channel("vin", "WP0ZZZ99ZTS39"),)
+    assert decode_value("FUEL_STATUS", ("Closed loop", "")) == (Channel("fuel_status", "Closed loop"),)
+    assert decode_value("ELM_VERSION", "ELM327 v1.5") == (Channel("elm_version", "ELM327 v1.5"),)
+
+
+def test_default_pids_are_python_obd_commands_with_range_channels() -> None:
+    assert all(python_obd.commands.has_name(p) for p in DEFAULT_OBD_PIDS)
+    names = {channel_name(p) for p in DEFAULT_OBD_PIDS}
+    assert {"rpm", "map", "tps", "iat"} <= names <= names | set(DEFAULT_RANGES)
+
+
+def test_iat_in_celsius_is_range_checked_in_fahrenheit() -> None:
+    validator = RangeValidator(DEFAULT_RANGES)
+    frame = _frame(Channel("iat", -10.0, "degC"), Channel("rpm", 16383.75, "rpm"))
+    checked = validator.check(frame)
+    assert convert(-10.0, "degC", "degF") == pytest.approx(14.0)
+    assert [c.quality for c in checked.channels] == [Quality.WARN, Quality.WARN]
+
+
+def test_default_device() -> None:
+    assert default_device("/dev/obd0") == "obd0"
+    assert default_device("socket://127.0.0.1:35000") == "127.0.0.1:35000"
+    assert default_device("loop://") == "obd"
+
+
+def test_schedule_gives_each_pid_its_interval_without_catch_up_bursts() -> None:
+    s = PidSchedule({"RPM": 0.1, "COOLANT_TEMP": 1.0, "GET_DTC": 0.0})
+    assert s.due(100.0) == ["RPM", "COOLANT_TEMP", "GET_DTC"]
+    assert s.due(100.05) == ["GET_DTC"]
+    assert s.wait(100.05) == 0.0
+    assert s.due(100.1) == ["RPM", "GET_DTC"]
+    assert s.due(105.0) == ["RPM", "COOLANT_TEMP", "GET_DTC"]  # 5 s late: once, not 49 times
+    assert s.next_at["RPM"] == pytest.approx(105.1)
+    s.reset()
+    assert s.wait(0.0) == 0.0
+
+
+def test_settings_reject_bad_pids() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        ObdSettings(pids={"RPM": -1})
+    with pytest.raises(ValueError, match="at least one"):
+        ObdSettings(pids={})
+    with pytest.raises(ConfigError, match="NOT_A_PID"):
+        from_settings(Settings(obd={"pids": {"NOT_A_PID": 1.0}}, _env_file=None))  # type: ignore[call-arg]
+    src = from_settings(Settings(obd={"url": "socket://h:1", "pids": {"RPM": 0.5}}, _env_file=None))  # type: ignore[call-arg]
+    assert (src.device, src.schedule.intervals) == ("h:1", {"RPM": 0.5})
+
+
+# --- the source against a scripted connection -------------------------------------------
+
+
+@dataclass
+class Response:
+    value: Any
+
+
+@dataclass
+class FakeConnection:
+    """Scripted stand-in for obd.OBD: per command a list of values, consumed in order."""
+
+    values: dict[str, list[Any]]
+    status_: str = Status.CAR_CONNECTED
+    unplug_after: int | None = None
+    queries: list[str] = field(default_factory=list)
+    closed: bool = False
+
+    def status(self) -> str:
+        return self.status_
+
+    def query(self, cmd: Any, force: bool = False) -> Response:
+        self.queries.append(cmd.name)
+        if self.unplug_after is not None and len(self.queries) > self.unplug_after:
+            self.status_ = Status.NOT_CONNECTED
+            return Response(None)
+        seq = self.values.get(cmd.name, [None])
+        return Response(seq.pop(0) if len(seq) > 1 else seq[0])
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _frame(*channels: Channel) -> Frame:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    return Frame("obd", "t", now, now, 0, channels)
+
+
+def _source(*conns: FakeConnection, pids: dict[str, float] | None = None) -> ObdSource:
+    it: Iterator[FakeConnection] = iter(conns)
+    return ObdSource(lambda: next(it), pids or {"RPM": 0.0, "GET_DTC": 0.0}, "t", car_retry_s=0.05)
+
+
+def test_round_frames_vin_once_and_dtcs_on_critical() -> None:
+    q = python_obd.Unit
+    conn = FakeConnection({"VIN": [bytearray(b"WP0ZZZ99ZTS39")], "RPM": [1000 * q.rpm, 2000 * q.rpm], "GET_DTC": [[]]})
+    src = _source(conn)
+    src.open()
+    first, dtc = src.read(0.0)
+    second, _ = src.read(0.0)
+    assert isinstance(first, Frame) and isinstance(dtc, Frame) and isinstance(second, Frame)
+    assert first.channels == (Channel("vin", "WP0ZZZ99ZTS39"), Channel("rpm", 1000.0, "rpm"))
+    assert second.channels == (Channel("rpm", 2000.0, "rpm"),)
+    assert (first.priority, dtc.priority) == (Priority.NORMAL, Priority.CRITICAL)
+    assert dtc.channels[0] == Channel("dtc", "")
+    assert conn.queries == ["VIN", "RPM", "GET_DTC", "RPM", "GET_DTC"]
+
+
+def test_parse_error_is_returned_and_the_rest_of_the_round_kept() -> None:
+    conn = FakeConnection({"O2_SENSORS": [((True,), (False,))], "SPEED": [python_obd.Unit.Quantity(5, "kph")]})
+    src = _source(conn, pids={"O2_SENSORS": 0.0, "SPEED": 0.0})
+    src.open()
+    frame, error = src.read(0.0)
+    assert isinstance(frame, Frame) and frame.channels == (Channel("speed", 5.0, "km/h"),)
+    assert isinstance(error, ParseError) and error.kind == "type"
+
+
+def test_unplug_returns_what_was_read_then_raises_then_reconnects() -> None:
+    first = FakeConnection({"RPM": [800 * python_obd.Unit.rpm]}, unplug_after=2)  # VIN, RPM, then gone
+    second = FakeConnection({"RPM": [900 * python_obd.Unit.rpm]})
+    src = _source(first, second)
+    src.open()
+    (frame,) = src.read(0.0)
+    assert isinstance(frame, Frame) and frame.channels == (Channel("rpm", 800.0, "rpm"),)
+    with pytest.raises(SourceUnavailableError):
+        src.read(0.0)
+    src.close()
+    assert first.closed
+    src.open()
+    assert [f.channels[0].value for f in src.read(0.0) if isinstance(f, Frame)] == [900.0, None]
+
+
+def test_no_adapter_is_source_unavailable() -> None:
+    src = _source(FakeConnection({}, status_=Status.NOT_CONNECTED))
+    with pytest.raises(SourceUnavailableError):
+        src.open()
+
+
+def test_ignition_off_gives_one_no_data_frame_per_attempt_then_recovers() -> None:
+    off = FakeConnection({}, status_=Status.OBD_CONNECTED)
+    off_again = FakeConnection({}, status_=Status.OBD_CONNECTED)
+    on = FakeConnection({"RPM": [700 * python_obd.Unit.rpm], "GET_DTC": [[]]})
+    src = _source(off, off_again, on, pids={"RPM": 1.0, "GET_DTC": 1.0})
+    src.open()
+    (frame,) = src.read(0.01)
+    assert isinstance(frame, Frame)
+    assert [(c.name, c.value, c.quality) for c in frame.channels] == [
+        ("rpm", None, Quality.NO_DATA),
+        ("dtc", None, Quality.NO_DATA),
+        ("dtc_count", None, Quality.NO_DATA),
+    ]
+    assert off.queries == []  # nothing is asked of a car that is not there
+    frames: list[Any] = []
+    for _ in range(40):
+        frames.extend(src.read(0.01))
+        if any(f.channels[0].value == 700.0 for f in frames):
+            break
+    assert off.closed and off_again.closed
+    assert [f.channels[0].quality for f in frames] == [Quality.NO_DATA, Quality.GOOD, Quality.GOOD]
