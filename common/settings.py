@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ _IGNORED_PREFIXES = ("TELEMETRY_TEST_", "TELEMETRY_FAULT_")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def _read_secret(path: Path | None, current: SecretStr | None) -> SecretStr | None:
@@ -50,12 +51,17 @@ class RedisSettings(Section):
     url: str = "redis://127.0.0.1:6379/0"
     """Redis URL; ``rediss://`` for TLS. Put no password here: use PASSWORD or PASSWORD_FILE."""
     username: str | None = None
+    """Redis ACL user (see deploy/redis/users.acl)."""
     password: SecretStr | None = None
+    """Password for the ACL user; prefer PASSWORD_FILE."""
     password_file: Path | None = None
+    """File holding the password (a Docker/systemd secret); read at start, never logged."""
     namespace: str = DEFAULT_NAMESPACE
     """Hash-tag namespace of every key: ``{telemetry}:critical`` ..."""
     socket_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a Redis command may take before the link counts as broken."""
     connect_timeout: float = Field(default=5.0, gt=0)
+    """Seconds to wait for a Redis connection."""
 
     @model_validator(mode="after")
     def _load_secret(self) -> RedisSettings:
@@ -84,10 +90,15 @@ class PostgresSettings(Section):
     dsn: str = "postgresql://telemetry@127.0.0.1:5432/telemetry"
     """libpq connection string or URL. Put no password here: use PASSWORD or PASSWORD_FILE."""
     password: SecretStr | None = None
+    """PostgreSQL password; prefer PASSWORD_FILE."""
     password_file: Path | None = None
+    """File holding the password; read at start, never logged."""
     schema_name: str = Field(default="telemetry", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """Schema holding the tables (created by `telemetry-admin migrate`)."""
     connect_timeout: int = Field(default=5, ge=1)
+    """Seconds to wait for a PostgreSQL connection."""
     statement_timeout_ms: int = Field(default=30_000, ge=100)
+    """Longest a single statement may run; a timeout is retried, never dead-lettered."""
 
     @model_validator(mode="after")
     def _load_secret(self) -> PostgresSettings:
@@ -103,14 +114,19 @@ class WriterSettings(Section):
     read_count: int = Field(default=1000, ge=1)
     """XREADGROUP COUNT, per stream."""
     block_ms: int = Field(default=50, ge=1)
+    """Longest a read blocks waiting for new entries when no batch is pending."""
     claim_idle_ms: int = Field(default=30_000, ge=100)
     """Entries pending this long on another consumer are claimed (XAUTOCLAIM)."""
     reclaim_interval_s: float = Field(default=5.0, gt=0)
+    """How often to look for entries left pending by dead replicas."""
     trim_interval_s: float = Field(default=10.0, gt=0)
+    """How often to trim acknowledged entries from the priority streams."""
     consumer: str | None = None
     """Consumer name; default ``<hostname>-<pid>``."""
     retention_days: int = Field(default=30, ge=1)
+    """Daily partitions older than this are dropped; partitions exist back to this horizon."""
     partitions_ahead_days: int = Field(default=3, ge=1)
+    """Daily partitions are created this many days ahead, so midnight never stalls ingest."""
     snapshot_interval_s: float = Field(default=0.0, ge=0)
     """Write a JSONB snapshot per device and session to ``frames`` this often; 0 = off."""
 
@@ -140,21 +156,28 @@ class ProducerSettings(Section):
     name: str | None = None
     """Stable producer name; default ``<source>@<hostname>``. A run id is appended per start."""
     publish_batch: int = Field(default=500, ge=1)
+    """Largest number of frames sent in one Redis pipeline."""
     read_timeout_s: float = Field(default=0.2, gt=0)
+    """Longest one read of the device may block (bounds the reaction to SIGTERM)."""
     reconnect_max_s: float = Field(default=10.0, gt=0)
     """Cap of the reconnect backoff for devices and Redis."""
     session: str | None = None
+    """Optional session label put on every frame (e.g. a dyno run)."""
     ranges: dict[str, RangeSpec] = Field(default_factory=lambda: dict(DEFAULT_RANGES))
+    """Sensor-range table as JSON: {"rpm": {"unit": "rpm", "min": 0, "max": 20000, ...}}."""
 
 
 class SimulateSettings(Section):
     devices: int = Field(default=2, ge=1, le=10_000)
+    """Number of simulated devices."""
     channels: int = Field(default=8, ge=1, le=10_000)
+    """Channels per frame (the first 8 look like an engine: rpm, afr, map, tps, ...)."""
     rate_hz: float = Field(default=10.0, ge=0)
     """Frames per second per device; 0 = as fast as possible."""
     count: int = Field(default=0, ge=0)
     """Stop after this many frames in all; 0 = run until stopped."""
     priority: str = "normal"
+    """Priority stream the simulated frames go to."""
 
 
 class JsonlSettings(Section):
@@ -169,6 +192,13 @@ class GpsNmeaSettings(Section):
     """Any pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://..., loop://"""
     baudrate: int = 4800
     device: str | None = None
+    """Device name; default the last part of ``url`` (``gps0`` for /dev/gps0)."""
+    strict_checksum: bool = False
+    """Reject sentences without a ``*hh`` checksum (counted as ``checksum``); default accepts them."""
+    min_date: date = date(2025, 1, 1)
+    """Week-rollover check: a receiver date before this is moved forward by 1024 weeks."""
+    epoch_idle_s: float = Field(default=0.3, gt=0)
+    """Emit the epoch in progress after this long without new bytes (else at the next fix time)."""
 
 
 DEFAULT_OBD_PIDS: dict[str, float] = {
@@ -229,15 +259,36 @@ class DynoUdpSettings(Section):
     """Held values still unknown after this long are dropped (and counted)."""
 
 
+class MtsAuxSettings(Section):
+    """Linear scaling of one Innovate MTS aux channel: raw 0..1023 maps onto ``min``..``max``."""
+
+    name: str | None = None
+    """Channel name; default ``aux_<n>`` (n counts aux channels in packet order, from 1)."""
+    min: float = 0.0
+    max: float = 5.0
+    unit: str = "V"
+
+
 class AfrSerialSettings(Section):
     url: str = "/dev/afr0"
     baudrate: int = 19200
     device: str | None = None
+    """Device name of the whole daisy chain; default ``mts-<port name>``."""
+    lambda_names: list[str] = Field(default_factory=list)
+    """Names of the lambda/AFR channels in packet order (farthest device first, the one nearest
+    the host last); channels beyond the list are ``afr_<n>``. JSON list in the environment."""
+    aux: list[MtsAuxSettings] = Field(default_factory=list)
+    """Scaling of the aux channels in packet order; channels beyond the list are 0-5 V ``aux_<n>``.
+    JSON list in the environment: ``[{"name": "egt_1", "min": 0, "max": 1000, "unit": "degC"}]``."""
 
 
 class ScalesSettings(Section):
     config: Path | None = None
     """JSON file listing the scales (url, format, device name) served by this process."""
+    open_workers: int = Field(default=16, ge=1, le=256)
+    """Threads opening and reopening scale connections, so a dead TCP server never blocks reading."""
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    """Cap of the per-scale reconnect backoff."""
 
 
 class FileImportSettings(Section):
@@ -266,9 +317,11 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         frozen=True,
+        use_attribute_docstrings=True,
     )
 
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    """DEBUG, INFO, WARNING or ERROR."""
     redis: RedisSettings = RedisSettings()
     postgres: PostgresSettings = PostgresSettings()
     writer: WriterSettings = WriterSettings()
@@ -320,3 +373,4 @@ def load_settings(**overrides: Any) -> Settings:
             var = ENV_PREFIX + "__".join(loc).upper()
             problems.append(f"{var}: {err['msg']}")
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+

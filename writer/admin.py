@@ -117,7 +117,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true")
     p.add_argument("--count", type=int, default=50)
     p.set_defaults(fn=_dead)
+    _add_import(sub)
     return parser
+
+
+def _add_import(sub: Any) -> None:
+    from producers.file_import import admin_import, admin_import_watch
+
+    p = sub.add_parser("import", help="import a CSV or JSONL file into the bulk stream (rq job)")
+    p.add_argument("file", help="CSV or JSONL file; must be readable by the rq worker at the same path")
+    p.add_argument("--mapping", help="JSON file with a column mapping (producers/file_import/mapping.py ColumnMapping)")
+    p.add_argument("--profile", choices=["auto", "generic", "powervision", "winpep8", "jsonl"])
+    p.add_argument("--device", help="fixed device name (default: the file name without extension)")
+    p.add_argument("--device-column", dest="device_column")
+    p.add_argument("--time-column", dest="time_column")
+    p.add_argument("--time-format", dest="time_format",
+                   help="iso|epoch_s|epoch_ms|elapsed_s|elapsed_ms|strptime pattern")
+    p.add_argument("--session")
+    p.add_argument("--no-watch", action="store_true", help="print the job id and return without a progress bar")
+    p.set_defaults(fn=admin_import)
+    p = sub.add_parser("import-status", help="progress bar of an import job until it ends")
+    p.add_argument("job_id")
+    p.set_defaults(fn=admin_import_watch)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: Any = args.fn(settings, args)
         return int(result)
-    except (RedisError, OSError, KeyError, ValueError) as exc:
+    except (RedisError, OSError, KeyError, ValueError, ConfigError) as exc:
         print(f"telemetry-admin: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 

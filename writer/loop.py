@@ -8,6 +8,7 @@ are reclaimed). Entries are acked only after their frames are committed or dead-
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -229,10 +230,8 @@ class Writer:
     def _drop_connection(self) -> None:
         self.stats.pg_connected = False
         if self.pg is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 self.pg.close()
-            except psycopg.Error:
-                pass
         self.pg = None
 
     # ---- Redis acks -----------------------------------------------------------------

@@ -103,7 +103,7 @@ def write_frames(
                     key3 = (src, dev, ch.name)
                     prev = latest.get(key3)
                     if prev is None or prev[3] <= obs:
-                        latest[key3] = row[2:5] + (obs, row[5], row[6], row[7], row[8], sess)
+                        latest[key3] = (*row[2:5], obs, row[5], row[6], row[7], row[8], sess)
                 result.rows += len(f.channels)
         # Sorted, so concurrent writers lock rows in the same order (no 40P01 deadlocks).
         state = [latest[k] for k in sorted(latest)]
