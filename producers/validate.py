@@ -41,7 +41,7 @@ class RangeValidator:
             return ch
         if not math.isfinite(value):
             self.flags["non_finite"] += 1
-            return replace(ch, value=None, quality=Quality.ERROR)
+            return ch._replace(value=None, quality=Quality.ERROR)
         spec = self.ranges.get(ch.name)
         if spec is None or ch.quality in (Quality.ERROR, Quality.NO_DATA):
             return ch
@@ -52,12 +52,12 @@ class RangeValidator:
         v = conv(float(value))
         if v < spec.min or v > spec.max:
             self.flags["out_of_range"] += 1
-            return replace(ch, quality=Quality.ERROR)
+            return ch._replace(quality=Quality.ERROR)
         if ((spec.warn_min is not None and v < spec.warn_min) or (
             spec.warn_max is not None and v > spec.warn_max
         )) and ch.quality is Quality.GOOD:
             self.flags["warn"] += 1
-            return replace(ch, quality=Quality.WARN)
+            return ch._replace(quality=Quality.WARN)
         return ch
 
     def _converter(self, src: str, dst: str) -> Callable[[float], float] | None:
