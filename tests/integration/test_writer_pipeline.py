@@ -170,3 +170,17 @@ def test_settings_for_is_isolated(redis_url: str, pg_dsn: str) -> None:
     a = settings_for(redis_url, pg_dsn, "aaa", "aaa")
     b = settings_for(redis_url, pg_dsn, "bbb", "bbb")
     assert set(a.redis.names.streams).isdisjoint(b.redis.names.streams)
+
+
+def test_frames_snapshot_once_per_device_and_interval(
+    redis_url: str, pg_dsn: str, namespace: str, pg_schema: str, redis: Redis
+) -> None:
+    settings = settings_for(redis_url, pg_dsn, namespace, pg_schema, snapshot_interval_s=3600)
+    publish(settings, redis, [frame(d, i, x=float(i), y=2.0) for i in range(50) for d in ("a", "b")])
+    with running_writer(settings) as live:
+        wait_for(lambda: live.frames == 100, 30)
+    rows = pg_query(settings, "SELECT device, channels FROM frames ORDER BY device")
+    assert [(d, c) for d, c in rows] == [
+        ("a", {"x": [0.0, "", "good"], "y": [2.0, "", "good"]}),
+        ("b", {"x": [0.0, "", "good"], "y": [2.0, "", "good"]}),
+    ]

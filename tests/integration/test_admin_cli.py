@@ -1,0 +1,76 @@
+"""telemetry-admin as an operator runs it: migrate twice, streams, dead letters, partitions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from redis import Redis
+
+from common.schema import Priority
+from common.settings import Settings
+from tests.conftest import REPO, env_for
+from tests.helpers import pg_query, running_writer, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def admin(settings: Settings, *args: str, ok: bool = True) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "writer.admin", *args],
+        env=env_for(settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_migrate_is_idempotent(settings: Settings) -> None:
+    out = admin(settings, "migrate")
+    assert "applied nothing (up to date)" in out
+    assert "applied nothing (up to date)" in admin(settings, "migrate")
+    assert pg_query(settings, "SELECT count(*) FROM schema_migrations")[0][0] == 1
+
+
+def test_streams_and_deadletter_commands(settings: Settings, redis: Redis) -> None:
+    names = settings.redis.names
+    redis.xadd(names.stream(Priority.NORMAL), {"not": "a frame"})
+    with running_writer(settings) as live:
+        wait_for(lambda: sum(live.dead_letters.values()) == 1, 30)
+    status = json.loads(admin(settings, "streams", "--json"))
+    assert status["deadletter"] == 1
+    normal = next(s for s in status["streams"] if s["stream"] == names.stream(Priority.NORMAL))
+    assert normal["pending"] == 0 and normal["consumers"][0]["name"] == "test-writer"
+    listing = admin(settings, "deadletter", "list")
+    did = listing.split()[0]
+    assert "DecodeError: missing field 'v'" in listing
+    shown = json.loads(admin(settings, "deadletter", "show", did))
+    assert shown["orig.not"] == "a frame" and shown["stream"] == names.stream(Priority.NORMAL)
+    assert "replayed 1" in admin(settings, "deadletter", "replay", did)
+    assert redis.xlen(names.deadletter) == 0
+    assert "needs IDs or --all" in admin(settings, "deadletter", "purge", ok=False)
+    redis.xadd(names.deadletter, {"stream": names.stream(Priority.LOW)})
+    assert "purged 1" in admin(settings, "deadletter", "purge", "--all")
+
+
+def test_partitions_create_and_bad_input(settings: Settings) -> None:
+    assert "created 4 partitions" in admin(settings, "partitions", "create", "2019-04-07", "2019-04-08")
+    assert "created 0 partitions" in admin(settings, "partitions", "create", "2019-04-07")
+    out = admin(settings, "partitions", "create", "2019-04-08", "2019-04-07", ok=False)
+    assert "LAST_DAY must be on or after FIRST_DAY" in out
+
+
+def test_bad_config_names_the_variable(settings: Settings) -> None:
+    env = env_for(settings)
+    env["TELEMETRY_WRITER__BATCH_MAX_ROWS"] = "many"
+    proc = subprocess.run(
+        [sys.executable, "-m", "writer.admin", "streams"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "TELEMETRY_WRITER__BATCH_MAX_ROWS" in proc.stderr
