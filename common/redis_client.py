@@ -25,4 +25,4 @@ def connect_redis(settings: RedisSettings) -> Redis:
         kwargs["username"] = settings.username
     if password is not None:
         kwargs["password"] = password
-    return Redis.from_url(settings.url, **kwargs)  # type: ignore[arg-type]
+    return Redis.from_url(settings.url, **kwargs)

@@ -1,7 +1,7 @@
 """The README's configuration reference, generated from the settings classes.
 
-``python -m common.settings_doc`` prints the table (``--update-readme`` rewrites it in place); a test checks the README holds it, so
-the documented defaults and meanings cannot drift from the code.
+``python -m common.settings_doc`` prints the table and ``--update-readme`` rewrites it in
+place; a test checks the README holds it, so documented defaults cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from common.settings import ENV_PREFIX, Settings
+
 
 def reference_markdown() -> str:
     """The configuration reference table for the README (``python -m common.settings``)."""
@@ -37,7 +38,8 @@ def reference_markdown() -> str:
 
 def update_readme(path: str = "README.md") -> None:
     """Rewrite the block between the settings markers of ``path``."""
-    text = open(path, encoding="utf-8").read()
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
     begin, end = "<!-- settings:begin -->\n", "<!-- settings:end -->"
     head, _, rest = text.partition(begin)
     _, _, tail = rest.partition(end)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 
@@ -50,15 +50,19 @@ def dead_letter(redis: Redis, names: StreamNames, failures: Iterable[tuple[Entry
 def list_dead(redis: Redis, names: StreamNames, count: int = 50, start: str = "-") -> list[tuple[str, dict[str, str]]]:
     """The oldest ``count`` dead letters from ``start``: (id, summary fields) for display."""
     out = []
-    for eid, fields in redis.xrange(names.deadletter, min=start, count=count):
+    for eid, fields in _xrange(redis, names.deadletter, start, "+", count):
         summary = {k.decode(): v.decode(errors="replace") for k, v in fields.items() if not k.startswith(ORIG)}
         out.append((eid.decode(), summary))
     return out
 
 
 def show_dead(redis: Redis, names: StreamNames, entry_id: str) -> dict[bytes, bytes] | None:
-    rows = redis.xrange(names.deadletter, min=entry_id, max=entry_id)
+    rows = _xrange(redis, names.deadletter, entry_id, entry_id, 1)
     return rows[0][1] if rows else None
+
+
+def _xrange(redis: Redis, key: str, lo: str, hi: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    return cast(list[tuple[bytes, dict[bytes, bytes]]], redis.xrange(key, min=lo, max=hi, count=count))
 
 
 def replay(redis: Redis, names: StreamNames, entry_ids: Iterable[str]) -> list[tuple[str, str]]:

@@ -43,7 +43,7 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> list[i
         for version, path in migration_files():
             if version in done:
                 continue
-            conn.execute(path.read_text())  # type: ignore[call-overload]
+            conn.execute(path.read_text())
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", [version, path.name])
             applied_now.append(version)
             logger.info("applied migration %s to schema %s", path.name, schema)

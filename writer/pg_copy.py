@@ -95,6 +95,7 @@ def write_frames(
                 )  # fmt: skip
                 for ch in f.channels:
                     value = ch.value
+                    row: tuple[Any, ...]
                     if value is None or isinstance(value, float):
                         row = (obs, rcv, src, dev, ch.name, value, None, ch.unit, ch.quality.value, sess, prod, seq)
                     else:

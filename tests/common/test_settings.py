@@ -46,7 +46,7 @@ def test_secret_from_file_is_loaded_and_not_shown(monkeypatch: pytest.MonkeyPatc
 
 def test_missing_secret_file_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELEMETRY_REDIS__PASSWORD_FILE", "/nonexistent/secret")
-    with pytest.raises(ConfigError, match="TELEMETRY_REDIS: .*cannot read secret file"):
+    with pytest.raises(ConfigError, match=r"TELEMETRY_REDIS: .*cannot read secret file"):
         load_settings()
 
 
