@@ -1,0 +1,171 @@
+"""Group decoded sentences into epochs (one Frame per fix) and date them. Pure: no I/O, no clock.
+
+Epoch rule: sentences carrying the same fix time (GGA, RMC, GNS, GST, ZDA) belong to one
+epoch; sentences without a time (VTG, GSA, GSV) join the epoch in progress. The epoch is
+emitted as one Frame when a sentence with a *different* fix time arrives, or when the caller
+calls ``flush()`` (the source does so after ``epoch_idle_s`` without a sentence, and on
+link loss). So at 1 Hz the last epoch of a burst waits for the idle timeout, at 10 Hz for
+the next epoch (100 ms).
+
+No fix (GGA quality 0, RMC/GSA status void, GNS mode N) anywhere in the epoch: position,
+altitude, speed and course are sent as null with quality ``no_data``, never as (0, 0), and
+``fix_mode`` is 1. A position from an estimated, manual or simulated fix (GGA quality 6-8)
+gets quality ``warn``.
+
+Time rule: ``observed_at`` is the receiver's UTC date and time of the fix. The date comes
+from RMC or ZDA in the same epoch (a date before the GPS epoch, 1980-01-06, means "no
+date yet" and is ignored); otherwise from the previous epoch's date (plus one day
+when the time of day wrapped past midnight); before any receiver date is known, from the
+host date nearest to the receive time. Week-rollover check: a receiver date earlier than
+``min_date`` is moved forward by 1024 weeks (as often as needed, at most 4 times) and
+counted in ``rollovers``: GPS broadcasts a 10-bit week number, so a receiver whose firmware
+epoch has passed reports dates exactly 1024 weeks (19.6 years) early. An epoch without any
+timed sentence is dated by its receive time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from common.schema import Channel, Frame, Quality
+from producers.gps_nmea.sentences import CHANNEL_UNITS, FIX_CHANNELS, Update
+
+GPS_WEEK_ROLLOVER = dt.timedelta(weeks=1024)
+GPS_EPOCH = dt.date(1980, 1, 6)
+"""Week 0 of GPS time. Receivers without a date send earlier ones (MTK: 1980-01-05): ignored."""
+DEFAULT_MIN_DATE = dt.date(2025, 1, 1)
+"""Earliest plausible receiver date: about this code's release. Dates before it are rolled over."""
+
+_WARN_QUALITIES = frozenset([6.0, 7.0, 8.0])  # GGA: estimated (dead reckoning), manual, simulation
+
+
+def correct_rollover(date: dt.date, min_date: dt.date) -> tuple[dt.date, int]:
+    """``date`` moved forward by 1024 weeks until it is not before ``min_date``; and how many times."""
+    steps = 0
+    while date < min_date and steps < 4:
+        date += GPS_WEEK_ROLLOVER
+        steps += 1
+    return date, steps
+
+
+@dataclass
+class _Epoch:
+    received_at: dt.datetime
+    monotonic_ns: int
+    time: dt.time | None = None
+    date: dt.date | None = None
+    no_fix: bool = False
+    values: dict[str, float | None] = field(default_factory=dict)
+    in_view: dict[tuple[str, str], int] = field(default_factory=dict)
+    used_prns: int | None = None
+
+
+class EpochAssembler:
+    """``add`` decoded sentences in arrival order; collect the Frames it returns; ``flush`` at idle."""
+
+    def __init__(self, device: str, min_date: dt.date = DEFAULT_MIN_DATE, source: str = "gps_nmea") -> None:
+        self.device = device
+        self.min_date = min_date
+        self.source = source
+        self.rollovers = 0
+        """Epochs whose receiver date was corrected for a GPS week rollover."""
+        self._epoch: _Epoch | None = None
+        self._date: dt.date | None = None
+        self._tod: dt.time | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._epoch is not None
+
+    def add(self, update: Update, received_at: dt.datetime, monotonic_ns: int) -> list[Frame]:
+        """Merge one sentence; returns the previous epoch's Frame if this sentence starts a new epoch."""
+        out: list[Frame] = []
+        epoch = self._epoch
+        if epoch is not None and update.time is not None and epoch.time is not None and update.time != epoch.time:
+            out = self.flush()
+            epoch = None
+        if epoch is None:
+            epoch = self._epoch = _Epoch(received_at, monotonic_ns)
+        _merge(epoch, update)
+        return out
+
+    def flush(self) -> list[Frame]:
+        """Emit the epoch in progress (if any) as a Frame."""
+        epoch, self._epoch = self._epoch, None
+        if epoch is None:
+            return []
+        channels = _channels(epoch)
+        if not channels:
+            return []
+        observed_at = self._observed_at(epoch)
+        return [Frame(self.source, self.device, observed_at, epoch.received_at, epoch.monotonic_ns, channels)]
+
+    def _observed_at(self, epoch: _Epoch) -> dt.datetime:
+        if epoch.time is None:
+            return epoch.received_at
+        if epoch.date is not None and epoch.date >= GPS_EPOCH:
+            date, steps = correct_rollover(epoch.date, self.min_date)
+            self.rollovers += steps > 0
+        elif self._date is not None and self._tod is not None:
+            wrapped = self._tod.hour >= 12 > epoch.time.hour and epoch.time < self._tod
+            date = self._date + dt.timedelta(days=1) if wrapped else self._date
+        else:
+            date = _nearest_date(epoch.time, epoch.received_at)
+        self._date, self._tod = date, epoch.time
+        return dt.datetime.combine(date, epoch.time, tzinfo=dt.UTC)
+
+
+def _merge(epoch: _Epoch, update: Update) -> None:
+    if update.time is not None:
+        epoch.time = update.time
+    if update.date is not None:
+        epoch.date = update.date
+    epoch.no_fix |= update.no_fix
+    for name, value in update.values.items():
+        if value is not None or name not in epoch.values:
+            epoch.values[name] = value  # an empty field never hides a value from another sentence
+    if update.in_view is not None:
+        signal, count = update.in_view
+        epoch.in_view[(update.talker, signal)] = count
+    if update.used_prns is not None:
+        epoch.used_prns = (epoch.used_prns or 0) + update.used_prns
+
+
+def _channels(epoch: _Epoch) -> tuple[Channel, ...]:
+    values = dict(epoch.values)
+    if epoch.in_view:
+        # One GSV series per constellation (talker) and, in NMEA 4.10+, per signal: the same
+        # satellites appear once per signal, so take the largest count of each constellation.
+        talkers = {talker for talker, _ in epoch.in_view}
+        values["satellites_in_view"] = float(
+            sum(max(n for (t, _), n in epoch.in_view.items() if t == talker) for talker in talkers)
+        )
+    if epoch.used_prns is not None:
+        # GGA caps its count at 12 on many receivers; GSA lists the satellites of each system.
+        values["satellites_used"] = max(values.get("satellites_used") or 0, epoch.used_prns)
+    has_position = values.get("latitude") is not None
+    if epoch.no_fix:
+        values["fix_mode"] = 1.0
+        values.update((name, None) for name in FIX_CHANNELS if name in values)
+    elif values.get("fix_mode") is None and has_position:
+        values["fix_mode"] = 3.0 if values.get("altitude") is not None else 2.0
+    warn = values.get("fix_quality") in _WARN_QUALITIES
+    out = []
+    for name, unit in CHANNEL_UNITS.items():
+        if name not in values:
+            continue
+        value = values[name]
+        if value is None:
+            out.append(Channel(name, None, unit, Quality.NO_DATA))
+        else:
+            quality = Quality.WARN if warn and name in FIX_CHANNELS else Quality.GOOD
+            out.append(Channel(name, float(value), unit, quality))
+    return tuple(out)
+
+
+def _nearest_date(tod: dt.time, host: dt.datetime) -> dt.date:
+    """The date (host day, or the day before or after) putting ``tod`` nearest to ``host``."""
+    day = host.astimezone(dt.UTC).date()
+    candidates = [day + dt.timedelta(days=d) for d in (-1, 0, 1)]
+    return min(candidates, key=lambda d: abs(dt.datetime.combine(d, tod, tzinfo=dt.UTC) - host))
