@@ -58,6 +58,14 @@ class WriterStats:
     last_commit_at: float | None = None
 
 
+Observer = Callable[[str, float, bool, int], None]
+"""observe(operation, seconds, ok, rows): called after each read, copy, ack, dead_letter, reclaim, trim."""
+
+
+def _ignore(_op: str, _seconds: float, _ok: bool, _rows: int) -> None:
+    pass
+
+
 class Writer:
     def __init__(self, settings: Settings, redis: Redis, consumer: str, clock: Callable[[], float] = time.monotonic):
         self.s = settings
@@ -75,6 +83,7 @@ class Writer:
         self.next_trim = 0.0
         self.next_partitions = 0.0
         self.last_snapshot: dict[tuple[str, str, str | None], float] = {}
+        self.observe: Observer = _ignore
 
     # ---- the loop -------------------------------------------------------------------
     def run(self, stop: threading.Event) -> WriterStats:
@@ -119,18 +128,25 @@ class Writer:
         now = self.clock()
         if now >= self.next_reclaim:
             self.next_reclaim = now + self.w.reclaim_interval_s
+            t0 = time.perf_counter()
             claimed = reclaim(self.redis, self.names, self.consumer, self.w.claim_idle_ms, self.w.read_count)
+            self.observe("reclaim", time.perf_counter() - t0, True, len(claimed))
             self.stats.claimed += len(claimed)
             self._ingest(claimed)
         wait = self.batch.wait_s(now, self.w.block_ms / 1000)
+        t0 = time.perf_counter()
         entries = read_entries(self.redis, self.names, self.consumer, self.w.read_count, max(1, int(wait * 1000)))
+        self.observe("read", time.perf_counter() - t0, True, len(entries))
         if entries:
             faults.hit("after_read")
         self._ingest(entries)
         self._flush_all(stop, final=False)
         if self.clock() >= self.next_trim:
             self.next_trim = self.clock() + self.w.trim_interval_s
-            self.stats.trimmed += trim_acked(self.redis, self.names)
+            t0 = time.perf_counter()
+            trimmed = trim_acked(self.redis, self.names)
+            self.observe("trim", time.perf_counter() - t0, True, trimmed)
+            self.stats.trimmed += trimmed
 
     def _ingest(self, entries: list[Entry]) -> None:
         now = self.clock()
@@ -182,9 +198,11 @@ class Writer:
 
     def _write_isolating(self, conn: psycopg.Connection[Any], items: list[Item]) -> tuple[list[Item], list[Any]]:
         """Write items; on a data error split the batch in halves until the bad frames are alone."""
+        t0 = time.perf_counter()
         try:
             result = write_frames(conn, [f for _, f in items], self._snapshots(items))
         except Exception as exc:
+            self.observe("copy", time.perf_counter() - t0, False, 0)
             if is_transient(exc):
                 raise
             if len(items) == 1:
@@ -193,6 +211,7 @@ class Writer:
             ok1, bad1 = self._write_isolating(conn, items[:mid])
             ok2, bad2 = self._write_isolating(conn, items[mid:])
             return ok1 + ok2, bad1 + bad2
+        self.observe("copy", time.perf_counter() - t0, True, result.rows)
         self.stats.batches += 1
         self.stats.frames += result.frames
         self.stats.rows += result.rows
@@ -241,7 +260,9 @@ class Writer:
         by_stream: dict[str, list[bytes]] = {}
         for e in entries:
             by_stream.setdefault(e.stream, []).append(e.id)
+        t0 = time.perf_counter()
         self._redis_retry(lambda: self._xack(by_stream))
+        self.observe("ack", time.perf_counter() - t0, True, len(entries))
 
     def _xack(self, by_stream: dict[str, list[bytes]]) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -250,7 +271,9 @@ class Writer:
         pipe.execute()
 
     def _dead_letter(self, failures: list[tuple[Entry, str, str]]) -> None:
+        t0 = time.perf_counter()
         self._redis_retry(lambda: dead_letter(self.redis, self.names, failures, self.consumer))
+        self.observe("dead_letter", time.perf_counter() - t0, True, len(failures))
         for _, error_class, _ in failures:
             self.stats.dead_letters[error_class] += 1
 
@@ -273,10 +296,14 @@ def run_writer(
     stop: threading.Event,
     consumer: str | None = None,
     stats_out: dict[str, Any] | None = None,
+    observe: Observer | None = None,
 ) -> WriterStats:
     """Run one writer replica until ``stop`` is set; the body of ``telemetry-write``."""
     name = consumer or settings.writer.consumer or consumer_name()
     writer = Writer(settings, connect_redis(settings.redis), name)
+    if observe is not None:
+        writer.observe = observe
     if stats_out is not None:
         stats_out["live"] = writer.stats
+        stats_out["writer"] = writer
     return writer.run(stop)
