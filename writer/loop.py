@@ -33,6 +33,7 @@ from writer.batch import Batcher, Item
 from writer.deadletter import dead_letter
 from writer.partitions import drop_partitions_before, maintain
 from writer.pg import connect_pg, mask_dsn
+from writer.latency import LatencyHistogram
 from writer.pg_copy import write_frames
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.retry import describe, is_transient
@@ -56,6 +57,8 @@ class WriterStats:
     redis_errors: int = 0
     pg_connected: bool = False
     last_commit_at: float | None = None
+    latency: dict[str, LatencyHistogram] = field(default_factory=dict)
+    """End-to-end latency per priority: commit time minus the producer's received_at."""
 
 
 Observer = Callable[[str, float, bool, int], None]
@@ -191,6 +194,7 @@ class Writer:
                     logger.warning("stopping with %d frames uncommitted; they stay pending for reclaim", len(items))
                     return
         self.pg_backoff.reset()
+        self._record_latency(committed)
         faults.hit("after_commit")
         if failed:
             self._dead_letter([(e, *describe(exc)) for e, exc in failed])
@@ -219,6 +223,17 @@ class Writer:
         self.stats.last_commit_at = self.clock()
         logger.debug("committed %d frames (%d rows, %d duplicates)", result.frames, result.rows, result.duplicates)
         return items, []
+
+    def _record_latency(self, items: list[Item]) -> None:
+        if not items:
+            return
+        now = time.time()
+        hist = self.stats.latency
+        for _, f in items:
+            h = hist.get(f.priority.value)
+            if h is None:
+                h = hist[f.priority.value] = LatencyHistogram()
+            h.add(max(0.0, now - f.received_at.timestamp()))
 
     def _snapshots(self, items: list[Item]) -> list[Any]:
         interval = self.w.snapshot_interval_s
