@@ -75,9 +75,13 @@ def run_producer(
     read_timeout: float = 0.2,
     reconnect_max: float = 10.0,
     stop_grace: float = 10.0,
+    stats: ProducerStats | None = None,
 ) -> ProducerStats:
-    """Run until ``stop`` is set or the source is exhausted; return the stats."""
-    stats = ProducerStats()
+    """Run until ``stop`` is set or the source is exhausted; return the stats.
+
+    Pass ``stats`` to watch them live from another thread (the metrics endpoint does).
+    """
+    stats = stats if stats is not None else ProducerStats()
     device_backoff = Backoff(base=0.1, cap=reconnect_max)
     redis_backoff = Backoff(base=0.05, cap=reconnect_max)
     try:
