@@ -131,6 +131,21 @@ class WriterSettings(Section):
     """Write a JSONB snapshot per device and session to ``frames`` this often; 0 = off."""
 
 
+class HttpSettings(Section):
+    """The operations endpoint of every long-running process: /metrics, /healthz, /readyz, /summary."""
+
+    enabled: bool = True
+    """Serve the endpoint; a port already in use is logged and ingest goes on without it."""
+    host: str = "127.0.0.1"
+    """Address to bind. Keep 127.0.0.1 on a bare box; 0.0.0.0 only on a private container network."""
+    port: int | None = Field(default=None, ge=0, le=65535)
+    """Port; unset = the role's default (writer 9108, producer 9109); 0 = any free port (logged)."""
+    query_timeout_s: float = Field(default=0.5, gt=0)
+    """Timeout of the Redis and PostgreSQL queries made while answering a scrape or /readyz."""
+    summary_reservoir: int = Field(default=1024, ge=16, le=100_000)
+    """Durations kept per operation for the /summary percentiles (a uniform random reservoir)."""
+
+
 class RangeSpec(Section):
     """Hard and warning limits for one channel, in ``unit``."""
 
@@ -334,6 +349,7 @@ class Settings(BaseSettings):
     afr_serial: AfrSerialSettings = AfrSerialSettings()
     scales: ScalesSettings = ScalesSettings()
     file_import: FileImportSettings = FileImportSettings()
+    http: HttpSettings = HttpSettings()
 
 
 def env_names(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> dict[str, Any]:
