@@ -17,12 +17,14 @@ from collections.abc import Callable
 from types import FrameType
 
 from common.errors import ConfigError, TelemetryError
+from common.http import PRODUCER_PORT, serve
 from common.logs import setup_logging
-from common.publish import Publisher, new_producer_id
+from common.publish import new_producer_id
 from common.redis_client import connect_redis
 from common.schema import Priority
 from common.settings import Settings, load_settings
 from producers.base import ProducerStats, Source, run_producer
+from producers.metrics import MeteredPublisher, ProducerTelemetry, breakers_of
 from producers.validate import RangeValidator
 
 logger = logging.getLogger(__name__)
@@ -35,9 +37,7 @@ def _simulate(s: Settings) -> Source:
         priority = Priority(s.simulate.priority)
     except ValueError:
         raise ConfigError(f"TELEMETRY_SIMULATE__PRIORITY: unknown priority {s.simulate.priority!r}") from None
-    return SimulateSource(
-        s.simulate.devices, s.simulate.channels, s.simulate.rate_hz, s.simulate.count, priority
-    )
+    return SimulateSource(s.simulate.devices, s.simulate.channels, s.simulate.rate_hz, s.simulate.count, priority)
 
 
 def _jsonl(s: Settings) -> Source:
@@ -71,16 +71,24 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
     """Run one producer until ``stop``; the body of ``telemetry-produce``."""
     source = SOURCES[source_name](settings)
     name = settings.producer.name or f"{source_name}@{socket.gethostname()}"
-    publisher = Publisher(connect_redis(settings.redis), settings.redis.names, new_producer_id(name))
+    publisher = MeteredPublisher(connect_redis(settings.redis), settings.redis.names, new_producer_id(name))
     logger.info("producer %s starting (source %s)", publisher.producer_id, source_name)
-    stats = run_producer(
-        source,
-        publisher,
-        RangeValidator(settings.producer.ranges),
-        stop,
-        read_timeout=settings.producer.read_timeout_s,
-        reconnect_max=settings.producer.reconnect_max_s,
-    )
+    stats = ProducerStats()
+    telemetry = ProducerTelemetry(source_name, stats, publisher, breakers_of(device=source, redis=publisher))
+    server = serve(settings.http, PRODUCER_PORT, telemetry.endpoints())
+    try:
+        run_producer(
+            source,
+            publisher,
+            RangeValidator(settings.producer.ranges),
+            stop,
+            read_timeout=settings.producer.read_timeout_s,
+            reconnect_max=settings.producer.reconnect_max_s,
+            stats=stats,
+        )
+    finally:
+        if server is not None:
+            server.close()
     logger.info(
         "producer %s stopped: read=%d published=%d unsent=%d parse_errors=%s outages=%d",
         publisher.producer_id,

@@ -1,0 +1,157 @@
+"""Producer metrics: a Publisher that counts by priority, and a collector reading live stats.
+
+``MeteredPublisher`` counts frames read (stamped) and published per priority; the
+``ProducerTelemetry`` collector turns those and the run loop's live ``ProducerStats`` into
+``telemetry_producer_*`` families at scrape time, so the hot loop does no metric work beyond
+a dict increment. Spool and drop counters are read from ProducerStats when the spool adds
+them (``spooled``: priority -> n, ``dropped``: (reason, priority) -> n). No HTTP here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+
+from common.http import Endpoints, Readiness, readiness
+from common.metrics import BreakerProbe, breaker_family, counter, gauge, new_registry, no_breakers
+from common.publish import Publisher
+from common.schema import Frame, Priority
+from producers.base import ProducerStats
+
+PRIORITIES = tuple(p.value for p in Priority)
+
+
+class MeteredPublisher(Publisher):
+    """A Publisher that also counts frames stamped (read) and sent (published) per priority."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_by_priority: Counter[str] = Counter()
+        self.published_by_priority: Counter[str] = Counter()
+
+    def stamp(self, frames: Sequence[Frame]) -> None:
+        for frame in frames:
+            self.read_by_priority[frame.priority.value] += 1
+        super().stamp(frames)
+
+    def send(self) -> int:
+        by_priority = Counter(f.priority.value for f in self.pending)
+        sent = super().send()  # raises on a Redis error: nothing counted as published
+        self.published_by_priority.update(by_priority)
+        return sent
+
+
+def _labelled(value: object, arity: int) -> dict[tuple[str, ...], float]:
+    """Normalise a stats counter (int, {priority: n} or {(reason, priority): n}) to label tuples."""
+    if value is None:
+        return {}
+    if isinstance(value, int | float):
+        return {("all",) * arity: float(value)}
+    if not isinstance(value, Mapping):
+        return {}
+    out: dict[tuple[str, ...], float] = {}
+    for key, n in dict(value).items():
+        parts = tuple(str(k) for k in key) if isinstance(key, tuple) else (str(key),)
+        parts = (("all",) * arity + parts)[-arity:]
+        out[parts] = out.get(parts, 0.0) + float(n)
+    return out
+
+
+def breakers_of(**holders: object) -> BreakerProbe:
+    """A probe reading ``holder.breaker.state`` of each holder that has a breaker (link = keyword)."""
+
+    def probe() -> dict[str, str]:
+        states = {}
+        for link, holder in holders.items():
+            breaker = getattr(holder, "breaker", None)
+            if breaker is not None and hasattr(breaker, "state"):
+                states[link] = str(getattr(breaker.state, "value", breaker.state))
+        return states
+
+    return probe
+
+
+class ProducerTelemetry:
+    """The collector and endpoints of one producer process (one source)."""
+
+    def __init__(
+        self,
+        source: str,
+        stats: ProducerStats,
+        publisher: MeteredPublisher,
+        breakers: BreakerProbe = no_breakers,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.source = source
+        self.stats = stats
+        self.publisher = publisher
+        self.breakers = breakers
+        self.registry = registry or new_registry()
+        self.registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        s, src = self.stats, self.source
+        yield self._by_priority("producer_frames_read", "Frames read and validated.", self.publisher.read_by_priority)
+        yield self._by_priority(
+            "producer_frames_published", "Frames XADDed to their priority stream.", self.publisher.published_by_priority
+        )
+        spooled = counter("producer_frames_spooled", "Frames written to the on-disk spool.", ["source", "priority"])
+        for (prio,), n in _labelled(getattr(s, "spooled", None), 1).items():
+            spooled.add_metric([src, prio], n)
+        yield spooled
+        dropped = counter(
+            "producer_frames_dropped", "Frames dropped, by reason and priority.", ["source", "reason", "priority"]
+        )
+        for (reason, prio), n in _labelled(getattr(s, "dropped", None), 2).items():
+            dropped.add_metric([src, reason, prio], n)
+        yield dropped
+        errors = counter("producer_parse_errors", "Device input that could not be parsed, by kind.", ["source", "kind"])
+        for kind, n in sorted(dict(s.parse_errors).items()):
+            errors.add_metric([src, kind], n)
+        yield errors
+        yield from self._link_families()
+        yield breaker_family(self._breaker_states())
+
+    def _link_families(self) -> Iterator[Metric]:
+        s, src = self.stats, self.source
+        for name, doc, value in (
+            ("producer_connects", "Successful opens of the device.", s.connects),
+            ("producer_outages", "Times a connected device was lost.", s.outages),
+            ("producer_open_failures", "Failed attempts to open the device.", s.open_failures),
+            ("producer_redis_errors", "Failed publishes to Redis (retried).", s.redis_errors),
+        ):
+            fam = counter(name, doc, ["source"])
+            fam.add_metric([src], value)
+            yield fam
+        connected = gauge("producer_device_connected", "1 while the device is open.", ["source"])
+        connected.add_metric([src], 1.0 if s.connected else 0.0)
+        yield connected
+        pending = gauge("producer_publish_pending", "Frames read and stamped but not yet in Redis.", ["source"])
+        pending.add_metric([src], len(self.publisher.pending))
+        yield pending
+
+    def _by_priority(self, name: str, doc: str, values: Counter[str]) -> Metric:
+        fam = counter(name, doc, ["source", "priority"])
+        snapshot = dict(values)
+        for prio in PRIORITIES:
+            if prio in snapshot:
+                fam.add_metric([self.source, prio], snapshot[prio])
+        return fam
+
+    def _breaker_states(self) -> Mapping[str, str]:
+        try:
+            return self.breakers()
+        except Exception:
+            return {}
+
+    def ready(self) -> Readiness:
+        r = readiness({"device_connected": self.stats.connected}, self.breakers)
+        r.detail["publish_pending"] = len(self.publisher.pending)
+        return r
+
+    def endpoints(self) -> Endpoints:
+        return Endpoints(registry=self.registry, live=lambda: True, ready=self.ready)
