@@ -4,7 +4,9 @@ Policy (documented in the README):
 * value outside the hard range -> kept, quality ``error`` (the evidence is not thrown away);
 * NaN or infinity -> value replaced by null, quality ``error`` (JSON cannot carry it);
 * outside the warning range -> kept, quality ``warn``.
-Every flag is counted by reason. Channels with no entry in the table pass unchanged.
+Every flag is counted by reason. A channel matches a table entry by its name, or by its name
+without a trailing ``_<number>`` (``afr_2`` is checked as ``afr``: numbered sensors of one kind).
+Channels with no entry in the table pass unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class RangeValidator:
         self.ranges = dict(ranges)
         self.flags: Counter[str] = Counter()
         self._conv: dict[tuple[str, str], Callable[[float], float] | None] = {}
+        self._spec: dict[str, RangeSpec | None] = {}
 
     def check(self, frame: Frame) -> Frame:
         """The frame with qualities set by the range table (same object if nothing changed)."""
@@ -42,7 +45,7 @@ class RangeValidator:
         if not math.isfinite(value):
             self.flags["non_finite"] += 1
             return ch._replace(value=None, quality=Quality.ERROR)
-        spec = self.ranges.get(ch.name)
+        spec = self._spec_for(ch.name)
         if spec is None or ch.quality in (Quality.ERROR, Quality.NO_DATA):
             return ch
         conv = self._converter(ch.unit or spec.unit, spec.unit)
@@ -53,12 +56,21 @@ class RangeValidator:
         if v < spec.min or v > spec.max:
             self.flags["out_of_range"] += 1
             return ch._replace(quality=Quality.ERROR)
-        if ((spec.warn_min is not None and v < spec.warn_min) or (
-            spec.warn_max is not None and v > spec.warn_max
-        )) and ch.quality is Quality.GOOD:
+        if (
+            (spec.warn_min is not None and v < spec.warn_min) or (spec.warn_max is not None and v > spec.warn_max)
+        ) and ch.quality is Quality.GOOD:
             self.flags["warn"] += 1
             return ch._replace(quality=Quality.WARN)
         return ch
+
+    def _spec_for(self, name: str) -> RangeSpec | None:
+        if name not in self._spec:
+            spec = self.ranges.get(name)
+            base, _, number = name.rpartition("_")
+            if spec is None and base and number.isdigit():
+                spec = self.ranges.get(base)
+            self._spec[name] = spec
+        return self._spec[name]
 
     def _converter(self, src: str, dst: str) -> Callable[[float], float] | None:
         key = (src, dst)

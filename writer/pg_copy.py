@@ -13,17 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
 import psycopg
 
-from common.schema import Frame
+from common.schema import Channel, Frame
 
 READINGS_COPY = (
     "COPY readings (observed_at, received_at, source, device, channel, value, text_value,"
     " unit, quality, session, producer, seq) FROM STDIN (FORMAT BINARY)"
 )
+_NAME = itemgetter(0)
+
 READINGS_TYPES = [
     "timestamptz", "timestamptz", "text", "text", "text", "float8", "text", "text", "text", "text", "text", "int8",
 ]  # fmt: skip
@@ -85,29 +90,8 @@ def write_frames(
         result.duplicates = len(frames) - len(fresh)
         if not fresh:
             return result
-        latest: dict[tuple[str, str, str], tuple[Any, ...]] = {}
-        with cur.copy(READINGS_COPY) as copy:
-            copy.set_types(READINGS_TYPES)
-            write = copy.write_row
-            for f in fresh:
-                obs, rcv, src, dev, sess, prod, seq = (
-                    f.observed_at, f.received_at, f.source, f.device, f.session, f.producer, f.seq,
-                )  # fmt: skip
-                for ch in f.channels:
-                    value = ch.value
-                    row: tuple[Any, ...]
-                    if value is None or isinstance(value, float):
-                        row = (obs, rcv, src, dev, ch.name, value, None, ch.unit, ch.quality.value, sess, prod, seq)
-                    else:
-                        row = (obs, rcv, src, dev, ch.name, None, value, ch.unit, ch.quality.value, sess, prod, seq)
-                    write(row)
-                    key3 = (src, dev, ch.name)
-                    prev = latest.get(key3)
-                    if prev is None or prev[3] <= obs:
-                        latest[key3] = (*row[2:5], obs, row[5], row[6], row[7], row[8], sess)
-                result.rows += len(f.channels)
-        # Sorted, so concurrent writers lock rows in the same order (no 40P01 deadlocks).
-        state = [latest[k] for k in sorted(latest)]
+        state = _copy_readings(cur, fresh)
+        result.rows = sum(len(f.channels) for f in fresh)
         cur.execute(_UPSERT_STATE, [list(col) for col in zip(*state, strict=True)])
         cur.execute(_UPSERT_PROGRESS, _progress(fresh))
         if snapshots:
@@ -117,6 +101,49 @@ def write_frames(
                 cur.execute(_INSERT_SNAPSHOT, _snapshot_columns(chosen))
         result.frames = len(fresh)
     return result
+
+
+def _copy_readings(cur: psycopg.Cursor[Any], frames: Sequence[Frame]) -> list[tuple[Any, ...]]:
+    """Binary COPY the frames' channels into readings; return current_state rows (latest per channel).
+
+    The hot loop of the writer: one tuple per reading and one C-level dict update per frame.
+    """
+    latest: dict[tuple[str, str], dict[str, tuple[Frame, Channel]]] = {}
+    newest: dict[tuple[str, str], datetime] = {}
+    with cur.copy(READINGS_COPY) as copy:
+        copy.set_types(READINGS_TYPES)
+        write = copy.write_row
+        for f in frames:
+            obs, rcv, src, dev, sess, prod, seq = (
+                f.observed_at, f.received_at, f.source, f.device, f.session, f.producer, f.seq,
+            )  # fmt: skip
+            chans = f.channels
+            for name, value, unit, quality in chans:
+                if value is None or type(value) is float:
+                    write((obs, rcv, src, dev, name, value, None, unit, quality, sess, prod, seq))
+                else:
+                    write((obs, rcv, src, dev, name, None, value, unit, quality, sess, prod, seq))
+            key = (src, dev)
+            dev_state = latest.get(key)
+            if dev_state is None:
+                dev_state = latest[key] = {}
+            if obs >= newest.get(key, obs):
+                newest[key] = obs
+                dev_state.update(zip(map(_NAME, chans), zip(repeat(f), chans)))
+            else:  # an older frame than one already seen: compare channel by channel
+                for ch in chans:
+                    prev = dev_state.get(ch.name)
+                    if prev is None or prev[0].observed_at <= obs:
+                        dev_state[ch.name] = (f, ch)
+    # Sorted, so concurrent writers lock current_state rows in the same order (no 40P01 deadlocks).
+    rows = []
+    for (src, dev), dev_state in sorted(latest.items()):
+        for name in sorted(dev_state):
+            f, (_, value, unit, quality) = dev_state[name]
+            text = value if isinstance(value, str) else None
+            number = None if text is not None else value
+            rows.append((src, dev, name, f.observed_at, number, text, unit, quality, f.session))
+    return rows
 
 
 def _progress(frames: Sequence[Frame]) -> list[list[Any]]:

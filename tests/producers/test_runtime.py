@@ -45,6 +45,8 @@ def f(*chans: Channel, priority: Priority = Priority.NORMAL) -> Frame:
         (Channel("horsepower", -60.0, "hp"), Quality.ERROR),
         (Channel("torque", 1999.0, "ft_lb"), Quality.GOOD),
         (Channel("unlisted", 1e9, ""), Quality.GOOD),
+        (Channel("afr_2", 40.0, "afr"), Quality.ERROR),  # numbered sensors use the base entry
+        (Channel("afr_x", 40.0, "afr"), Quality.GOOD),
     ],
 )
 def test_range_table(channel: Channel, quality: Quality) -> None:

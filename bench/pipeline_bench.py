@@ -1,0 +1,446 @@
+"""Benchmark: the pipeline against the machine's limits and against hand-written writers.
+
+    python bench/pipeline_bench.py [--frames 50000] [--channels 10] [--quick]
+
+Needs the local Redis and PostgreSQL (``bash deploy/local-services.sh``) and
+``pip install -e ".[bench]"`` (SQLAlchemy, for the comparison). Prints a table: each
+throughput with its ratio to raw COPY (1) and to SQLAlchemy bulk_insert_mappings (2),
+latencies, and CPU / peak RSS per process. A benchmark, not a test: it asserts nothing.
+Uses its own Redis namespace and PostgreSQL schema, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from redis import Redis
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.procstat import Group, pids_of  # noqa: E402
+from common.publish import Publisher  # noqa: E402
+from common.schema import Frame, encode  # noqa: E402
+from producers.simulate import SimulateSource  # noqa: E402
+from writer.migrate import migrate  # noqa: E402
+from writer.partitions import maintain  # noqa: E402
+from writer.pg_copy import READINGS_COPY, READINGS_TYPES  # noqa: E402
+
+REDIS_URL = os.environ.get("TELEMETRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_DSN = os.environ.get("TELEMETRY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/telemetry_test")
+
+results: list[tuple[str, float, str]] = []  # (name, value, unit)
+notes: list[str] = []
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Env:
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+        self.redis = Redis.from_url(REDIS_URL)
+        self.schemas: list[str] = []
+        self.namespaces: list[str] = []
+
+    def fresh(self) -> tuple[str, str]:
+        """A new namespace + migrated schema with today's partitions."""
+        name = "bench" + uuid.uuid4().hex[:8]
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            migrate(conn, name)
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(name)))
+            maintain(conn, date.today(), 1, 1)
+        self.schemas.append(name)
+        self.namespaces.append(name)
+        return name, name
+
+    def env(self, ns: str, schema: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
+        env.update(
+            PYTHONPATH=str(REPO), TELEMETRY_REDIS__URL=REDIS_URL, TELEMETRY_REDIS__NAMESPACE=ns,
+            TELEMETRY_POSTGRES__DSN=PG_DSN, TELEMETRY_POSTGRES__SCHEMA_NAME=schema,
+            TELEMETRY_WRITER__RETENTION_DAYS="1", TELEMETRY_WRITER__PARTITIONS_AHEAD_DAYS="1", **extra,
+        )  # fmt: skip
+        return env
+
+    def cleanup(self) -> None:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            for s in self.schemas:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s)))
+        for ns in self.namespaces:
+            keys = list(self.redis.scan_iter(match="{" + ns + "}*", count=1000))
+            if keys:
+                self.redis.delete(*keys)
+
+
+def make_frames(n: int, channels: int, devices: int = 10, producer: str = "bench/1") -> list[Frame]:
+    src = SimulateSource(devices=devices, channels=channels, rate_hz=0, count=n, burst=n)
+    frames: list[Frame] = []
+    while not src.exhausted:
+        frames.extend(f for f in src.read(0.1) if isinstance(f, Frame))
+    pub = Publisher(None, None, producer)  # type: ignore[arg-type]
+    pub.stamp(frames)
+    return pub.pending
+
+
+def rows_of(frames: list[Frame]) -> list[tuple[Any, ...]]:
+    return [
+        (f.observed_at, f.received_at, f.source, f.device, c.name, c.value, None, c.unit, c.quality.value,
+         f.session, f.producer, f.seq)
+        for f in frames for c in f.channels
+    ]  # fmt: skip
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+# ---- (1) the limits ----------------------------------------------------------------
+def bench_raw_copy(env: Env, frames: list[Frame]) -> float:
+    _, schema = env.fresh()
+    rows = rows_of(frames)
+    with psycopg.connect(PG_DSN, autocommit=True, options=f"-c search_path={schema}") as conn:
+
+        def run() -> None:
+            for i in range(0, len(rows), 20_000):
+                with conn.transaction(), conn.cursor() as cur, cur.copy(READINGS_COPY) as cp:
+                    cp.set_types(READINGS_TYPES)
+                    for r in rows[i : i + 20_000]:
+                        cp.write_row(r)
+
+        dt = timed(run)
+    return len(rows) / dt
+
+
+def bench_raw_redis(env: Env, frames: list[Frame]) -> tuple[float, float]:
+    ns, _ = env.fresh()
+    key = "{" + ns + "}:normal"
+    encoded = [encode(f) for f in frames]
+
+    def add() -> None:
+        for i in range(0, len(encoded), 500):
+            pipe = env.redis.pipeline(transaction=False)
+            for e in encoded[i : i + 500]:
+                pipe.xadd(key, e)  # type: ignore[arg-type]
+            pipe.execute()
+
+    xadd = len(encoded) / timed(add)
+    env.redis.xgroup_create(key, "writer", id="0")
+
+    def read() -> None:
+        got = 0
+        while got < len(encoded):
+            reply = env.redis.xreadgroup("writer", "b", {key: ">"}, count=1000)
+            got += sum(len(m) for _, m in (reply.items() if isinstance(reply, dict) else reply))
+
+    xread = len(encoded) / timed(read)
+    return xadd, xread
+
+
+# ---- (2) what users write by hand ------------------------------------------------------
+def bench_sqlalchemy(env: Env, frames: list[Frame]) -> float:
+    from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, create_engine
+    from sqlalchemy.orm import Session
+
+    _, schema = env.fresh()
+    md = MetaData(schema=schema)
+    table = Table(
+        "readings", md, Column("observed_at", DateTime(timezone=True)), Column("received_at", DateTime(timezone=True)),
+        Column("source", String), Column("device", String), Column("channel", String), Column("value", Float),
+        Column("text_value", String), Column("unit", String), Column("quality", String), Column("session", String),
+        Column("producer", String), Column("seq", Integer), Column("id", Integer, primary_key=True),
+    )  # fmt: skip
+
+    class Reading:
+        pass
+
+    from sqlalchemy.orm import registry
+
+    registry().map_imperatively(Reading, table)
+    engine = create_engine(PG_DSN.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as c:
+        c.exec_driver_sql(f"ALTER TABLE {schema}.readings ADD COLUMN id bigserial")
+    keys = ["observed_at", "received_at", "source", "device", "channel", "value", "text_value", "unit", "quality",
+            "session", "producer", "seq"]  # fmt: skip
+    mappings = [dict(zip(keys, r, strict=True)) for r in rows_of(frames)]
+
+    def run() -> None:
+        with Session(engine) as session:
+            for i in range(0, len(mappings), 50):
+                session.bulk_insert_mappings(Reading, mappings[i : i + 50])  # type: ignore[arg-type]
+                session.commit()
+
+    rate = len(mappings) / timed(run)
+    engine.dispose()
+    return rate
+
+
+def bench_row_inserts(env: Env, frames: list[Frame]) -> float:
+    _, schema = env.fresh()
+    rows = rows_of(frames)
+    with psycopg.connect(PG_DSN, options=f"-c search_path={schema}") as conn:
+
+        def run() -> None:
+            for r in rows:
+                conn.execute("INSERT INTO readings VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", r)
+                conn.commit()
+
+        return len(rows) / timed(run)
+
+
+# ---- (3) the pipeline ------------------------------------------------------------------
+def start_writer(env: Env, ns: str, schema: str, consumer: str, out: Path, **extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "writer_proc.py"), str(out), consumer],
+        env=env.env(ns, schema, **extra),
+        cwd=REPO,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def committed(schema: str) -> int:
+    with psycopg.connect(PG_DSN, autocommit=True, options=f"-c search_path={schema}") as conn:
+        row = conn.execute("SELECT coalesce(sum(frames), 0) FROM producer_progress").fetchone()
+    return int(row[0]) if row else 0
+
+
+def commit_rate(schema: str, target: int, timeout: float, on_poll: Callable[[], None] | None = None) -> float:
+    """Frames committed per second from the first commit seen to the last (polls producer_progress).
+
+    Process start-up (imports, connections, partition checks) is not counted: the rate is
+    what the writer sustains once it runs.
+    """
+    start = time.perf_counter()
+    first: tuple[float, int] | None = None
+    while True:
+        n = committed(schema)
+        now = time.perf_counter()
+        if n and first is None:
+            first = (now, n)
+        if n >= target:
+            break
+        if on_poll is not None:
+            on_poll()
+        if now - start > timeout:
+            raise TimeoutError(f"only {n} of {target} frames after {timeout}s")
+        time.sleep(0.02)
+    assert first is not None
+    if now - first[0] < 1e-3:
+        raise RuntimeError("everything committed in one poll: use more --frames")
+    return (target - first[1]) / (now - first[0])
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(60)
+
+
+def bench_drain(env: Env, frames: list[Frame], tmp: Path, writers: int = 1) -> float:
+    ns, schema = env.fresh()
+    key = "{" + ns + "}:normal"
+    for i in range(0, len(frames), 500):
+        pipe = env.redis.pipeline(transaction=False)
+        for f in frames[i : i + 500]:
+            pipe.xadd(key, encode(f))  # type: ignore[arg-type]
+        pipe.execute()
+    ws = [start_writer(env, ns, schema, f"drain{i}", tmp / f"drain{i}.json") for i in range(writers)]
+    rate = commit_rate(schema, len(frames), 600)
+    stop_all(ws)
+    return rate * env.channels
+
+
+def bench_live(
+    env: Env, writers: int, producers: int, per_producer: int, tmp: Path, groups: dict[str, Group] | None = None
+) -> float:
+    ns, schema = env.fresh()
+    ws = [start_writer(env, ns, schema, f"w{i}", tmp / f"live{i}.json") for i in range(writers)]
+    time.sleep(1.0)  # writers connected and partitions checked
+    penv = env.env(ns, schema, TELEMETRY_SIMULATE__RATE_HZ="0", TELEMETRY_SIMULATE__COUNT=str(per_producer),
+                   TELEMETRY_SIMULATE__DEVICES="10", TELEMETRY_SIMULATE__CHANNELS=str(env.channels),
+                   TELEMETRY_LOG_LEVEL="WARNING")  # fmt: skip
+    t0 = time.perf_counter()
+    ps = [subprocess.Popen([sys.executable, "-m", "producers.cli", "simulate"], env=penv, cwd=REPO)
+          for _ in range(producers)]  # fmt: skip
+    if groups is not None:
+        groups["producer"] = Group([p.pid for p in ps])
+        groups["writer"] = Group([w.pid for w in ws])
+        groups["redis-server"] = Group(pids_of("redis-server"))
+        groups["postgres"] = Group(pids_of("postgres"))
+        for g in groups.values():
+            g.start()
+    total = producers * per_producer
+
+    def sample() -> None:
+        for g in (groups or {}).values():
+            g.sample()
+
+    rate = commit_rate(schema, total, 900, sample)
+    dt = time.perf_counter() - t0
+    if groups is not None:
+        sample()
+        groups["_wall"] = Group([])
+        groups["_wall"].cpu = dt
+    for p in ps:
+        p.wait(60)
+    stop_all(ws)
+    return rate * env.channels
+
+
+# ---- (4) latency ---------------------------------------------------------------------------
+def bench_latency(env: Env, tmp: Path, seconds: float) -> dict[str, Any]:
+    """p50/p99 at 10,000 readings/s: 10 devices x 10 channels x 100 Hz."""
+    ns, schema = env.fresh()
+    out = tmp / "lat.json"
+    w = start_writer(env, ns, schema, "lat", out)
+    time.sleep(1.0)
+    penv = env.env(ns, schema, TELEMETRY_SIMULATE__RATE_HZ="100", TELEMETRY_SIMULATE__DEVICES="10",
+                   TELEMETRY_SIMULATE__CHANNELS="10", TELEMETRY_LOG_LEVEL="WARNING")  # fmt: skip
+    p = subprocess.Popen([sys.executable, "-m", "producers.cli", "simulate"], env=penv, cwd=REPO)
+    g = Group([p.pid])
+    g.start()
+    time.sleep(seconds)
+    g.sample()
+    stop_all([p])
+    time.sleep(1.0)
+    stop_all([w])
+    data = json.loads(out.read_text())
+    lat: dict[str, Any] = data["latency"]["normal"]
+    lat["rate"] = data["rows"] / seconds
+    lat["producer_cpu_pct"] = 100 * g.cpu / seconds
+    return lat
+
+
+def bench_critical_under_flood(env: Env, tmp: Path, bulk_frames: int, seconds: float) -> dict[str, Any]:
+    ns, schema = env.fresh()
+    out = tmp / "crit.json"
+    # A bulk import floods the bulk stream while a critical source publishes at 20 Hz.
+    bulk_env = env.env(ns, schema, TELEMETRY_SIMULATE__RATE_HZ="0", TELEMETRY_SIMULATE__COUNT=str(bulk_frames),
+                       TELEMETRY_SIMULATE__DEVICES="10", TELEMETRY_SIMULATE__CHANNELS=str(env.channels),
+                       TELEMETRY_SIMULATE__PRIORITY="bulk", TELEMETRY_LOG_LEVEL="WARNING")  # fmt: skip
+    crit_env = env.env(ns, schema, TELEMETRY_SIMULATE__RATE_HZ="20", TELEMETRY_SIMULATE__DEVICES="1",
+                       TELEMETRY_SIMULATE__CHANNELS="4", TELEMETRY_SIMULATE__PRIORITY="critical",
+                       TELEMETRY_LOG_LEVEL="WARNING")  # fmt: skip
+    bulk = subprocess.Popen([sys.executable, "-m", "producers.cli", "simulate"], env=bulk_env, cwd=REPO)
+    time.sleep(2.0)  # a backlog builds up before the writer starts
+    w = start_writer(env, ns, schema, "crit", out)
+    crit = subprocess.Popen([sys.executable, "-m", "producers.cli", "simulate"], env=crit_env, cwd=REPO)
+    time.sleep(seconds)
+    backlog = int(env.redis.xlen("{" + ns + "}:bulk"))
+    stop_all([crit, bulk])
+    stop_all([w])
+    data = json.loads(out.read_text())
+    lat: dict[str, Any] = data["latency"].get("critical", {})
+    lat["bulk_rows_during"] = data["latency"].get("bulk", {}).get("count", 0) * env.channels
+    lat["bulk_stream_len_at_end"] = backlog
+    return lat
+
+
+def gps_cost() -> str:
+    script = REPO / "bench" / "gps_cost.py"
+    if not script.exists():
+        return "bench/gps_cost.py not present"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    return (proc.stdout.strip().splitlines() or ["(no output)"])[-1] if proc.returncode == 0 else proc.stderr[-300:]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=50_000)
+    ap.add_argument("--channels", type=int, default=10)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = ap.parse_args()
+    n = 5_000 if args.quick else args.frames
+    env = Env(args.channels)
+    frames = make_frames(n, args.channels)
+    rows = n * args.channels
+    say(f"{n} frames x {args.channels} channels = {rows} readings per run; machine: {os.cpu_count()} cores")
+    tmp = Path(tempfile.mkdtemp(prefix="bench"))
+    try:
+        copy = bench_raw_copy(env, frames)
+        say(f"(1) raw binary COPY: {copy:,.0f} rows/s")
+        xadd, xread = bench_raw_redis(env, frames)
+        say(
+            f"(1) raw XADD {xadd:,.0f} entries/s = {xadd * args.channels:,.0f} readings/s; "
+            f"XREADGROUP {xread:,.0f} entries/s"
+        )
+        sa = bench_sqlalchemy(env, frames[: max(1, n // 5)])
+        say(f"(2) SQLAlchemy bulk_insert_mappings, batches of 50: {sa:,.0f} rows/s")
+        per_row = bench_row_inserts(env, frames[: max(1, 3000 // args.channels)])
+        say(f"(2) per-row INSERT + commit: {per_row:,.0f} rows/s")
+        drain = bench_drain(env, frames, tmp)
+        say(f"(3) writer drain of a pre-filled backlog: {drain:,.0f} rows/s")
+        drain2 = bench_drain(env, frames, tmp, writers=2)
+        say(f"(3) drain with 2 writer replicas: {drain2:,.0f} rows/s")
+        live: dict[int, float] = {}
+        groups: dict[str, Group] = {}
+        for w in (1, 2, 4):
+            live[w] = bench_live(env, w, 2, n // 2, tmp, groups if w == 1 else None)
+            say(f"(3) live end-to-end, 2 simulate producers, {w} writer(s): {live[w]:,.0f} readings/s")
+        lat = bench_latency(env, tmp, 10 if args.quick else 20)
+        say(f"(4) latency at {lat['rate']:,.0f} readings/s: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")
+        crit = bench_critical_under_flood(env, tmp, n * 2, 10 if args.quick else 20)
+        say(f"(4) critical during bulk flood: p50 {crit.get('p50_ms', 0):.1f} ms, p99 {crit.get('p99_ms', 0):.1f} ms")
+        gps = gps_cost()
+    finally:
+        env.cleanup()
+
+    print("\n| figure | value | x raw COPY (1) | x SQLAlchemy (2) | target |")
+    print("|---|---|---|---|---|")
+
+    def row(name: str, v: float, unit: str = "rows/s", target: str = "") -> None:
+        print(f"| {name} | {v:,.0f} {unit} | {v / copy:.2f} | {v / sa:.1f} | {target} |")
+
+    row("raw binary COPY into readings (1)", copy)
+    row("raw XADD (readings/s)", xadd * args.channels, "readings/s")
+    row("raw XREADGROUP (readings/s)", xread * args.channels, "readings/s")
+    row("SQLAlchemy bulk_insert_mappings x50 (2)", sa)
+    row("per-row INSERT + commit", per_row)
+    row(
+        "writer drain, backlog, 1 writer", drain, target=f">= 0.6 x (1) -> {'MET' if drain >= 0.6 * copy else 'MISSED'}"
+    )
+    row("writer drain, backlog, 2 writers", drain2, target=f"{'MET' if drain2 >= 0.6 * copy else 'MISSED'}")
+    for w, v in live.items():
+        tgt = f">= 150,000 -> {'MET' if v >= 150_000 else 'MISSED'}" if w == 1 else ""
+        row(f"live end-to-end, {w} writer(s)", v, "readings/s", tgt)
+    print(
+        f"\nlatency at {lat['rate']:,.0f} readings/s (producer read -> commit): p50 {lat['p50_ms']:.1f} ms, "
+        f"p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms; simulate producer CPU "
+        f"{lat['producer_cpu_pct']:.1f} % of a core"
+    )
+    print(
+        f"critical during a bulk flood: p50 {crit.get('p50_ms', 0):.1f} ms, p99 {crit.get('p99_ms', 0):.1f} ms "
+        f"over {crit.get('count', 0)} frames ({crit['bulk_rows_during']:,} bulk rows committed meanwhile, "
+        f"bulk stream length at end {crit['bulk_stream_len_at_end']:,}); target p99 <= 50 ms -> "
+        f"{'MET' if crit.get('p99_ms', 1e9) <= 50 else 'MISSED'}"
+    )
+    wall = groups.pop("_wall").cpu
+    print(f"\nresources during the 1-writer live run ({wall:.1f} s wall):")
+    print("| process | CPU (% of one core) | peak RSS (MiB) |\n|---|---|---|")
+    for name, g in groups.items():
+        extra = " (target <= 150)" if name == "writer" else ""
+        print(f"| {name} ({len(g.pids)} procs) | {100 * g.cpu / wall:.0f} | {g.rss:.0f}{extra} |")
+    print(f"\nGPS producer at 10 Hz: {gps}")
+
+
+if __name__ == "__main__":
+    main()
