@@ -129,7 +129,7 @@ def _copy_readings(cur: psycopg.Cursor[Any], frames: Sequence[Frame]) -> list[tu
                 dev_state = latest[key] = {}
             if obs >= newest.get(key, obs):
                 newest[key] = obs
-                dev_state.update(zip(map(_NAME, chans), zip(repeat(f), chans)))
+                dev_state.update(zip(map(_NAME, chans), zip(repeat(f), chans), strict=False))  # repeat() is endless
             else:  # an older frame than one already seen: compare channel by channel
                 for ch in chans:
                     prev = dev_state.get(ch.name)
