@@ -19,10 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 from redis import Redis
 from redis.exceptions import RedisError
 
 from common.backoff import Backoff
+from common.breaker import Breaker
 from common.errors import DecodeError
 from common.redis_client import connect_redis
 from common.schema import decode
@@ -31,9 +33,9 @@ from common.streams import consumer_name
 from writer import faults
 from writer.batch import Batcher, Item
 from writer.deadletter import dead_letter
-from writer.partitions import drop_partitions_before, maintain
-from writer.pg import connect_pg, mask_dsn
 from writer.latency import LatencyHistogram
+from writer.partitions import drop_partitions_before, maintain
+from writer.pg import mask_dsn, open_pool
 from writer.pg_copy import write_frames
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.retry import describe, is_transient
@@ -56,6 +58,8 @@ class WriterStats:
     pg_errors: int = 0
     redis_errors: int = 0
     pg_connected: bool = False
+    pg_breaker: str = "closed"
+    """State of the circuit breaker on the PostgreSQL link: closed, open or half_open."""
     last_commit_at: float | None = None
     latency: dict[str, LatencyHistogram] = field(default_factory=dict)
     """End-to-end latency per priority: commit time minus the producer's received_at."""
@@ -79,7 +83,9 @@ class Writer:
         self.clock = clock
         self.stats = WriterStats()
         self.batch = Batcher(self.w.batch_max_rows, self.w.batch_max_age_ms / 1000)
+        self.pool: ConnectionPool | None = None
         self.pg: psycopg.Connection[Any] | None = None
+        self.pg_breaker = Breaker("postgres", failures=3, open_s=5.0, successes=1, clock=clock)
         self.pg_backoff = Backoff(base=0.2, cap=10.0)
         self.redis_backoff = Backoff(base=0.1, cap=5.0)
         self.next_reclaim = 0.0
@@ -115,8 +121,9 @@ class Writer:
                 logger.warning("redis error: %s; retry in %.2fs", exc, delay)
                 stop.wait(delay)
         self._flush_all(stop, final=True)
-        if self.pg is not None:
-            self.pg.close()
+        self._release_connection()
+        if self.pool is not None:
+            self.pool.close()
         logger.info(
             "writer %s stopped: frames=%d rows=%d duplicates=%d dead_letters=%s",
             self.consumer,
@@ -174,22 +181,29 @@ class Writer:
     def _commit(self, items: list[Item], stop: threading.Event) -> None:
         """Commit ``items`` (retrying infrastructure errors until done or stopped), then ack."""
         while True:
+            if not self.pg_breaker.allow():
+                # Open breaker: do not hammer a database that keeps failing; probe after open_s.
+                self.stats.pg_breaker = self.pg_breaker.state.value
+                if stop.wait(self.pg_breaker.retry_in() or 0.05):
+                    logger.warning("stopping with %d frames uncommitted; they stay pending for reclaim", len(items))
+                    return
+                continue
             try:
                 conn = self._connection()
                 committed, failed = self._write_isolating(conn, items)
+                self.pg_breaker.success()
+                self.stats.pg_breaker = self.pg_breaker.state.value
                 break
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 self.stats.pg_errors += 1
+                self.pg_breaker.failure()
+                self.stats.pg_breaker = self.pg_breaker.state.value
                 self._drop_connection()
                 delay = self.pg_backoff.next_delay()
-                logger.warning(
-                    "postgres unavailable (%s); %d frames held, retry in %.2fs",
-                    str(exc).strip()[:200],
-                    len(items),
-                    delay,
-                )
+                logger.warning("postgres unavailable (%s); %d frames held, breaker %s, retry in %.2fs",
+                               str(exc).strip()[:200], len(items), self.stats.pg_breaker, delay)
                 if stop.wait(delay):
                     logger.warning("stopping with %d frames uncommitted; they stay pending for reclaim", len(items))
                     return
@@ -249,8 +263,10 @@ class Writer:
         return out
 
     def _connection(self) -> psycopg.Connection[Any]:
-        if self.pg is None or self.pg.closed:
-            self.pg = connect_pg(self.s.postgres)
+        if self.pool is None:
+            self.pool = open_pool(self.s.postgres)
+        if self.pg is None:
+            self.pg = self.pool.getconn()  # checked by the pool; PoolTimeout (transient) if none
             self.stats.pg_connected = True
             logger.info("connected to postgres %s", mask_dsn(self.s.postgres.dsn))
             self.next_partitions = 0.0
@@ -262,10 +278,17 @@ class Writer:
         return self.pg
 
     def _drop_connection(self) -> None:
+        """After an error: close the connection (it may be half-broken) and give it back."""
         self.stats.pg_connected = False
         if self.pg is not None:
             with contextlib.suppress(psycopg.Error):
                 self.pg.close()
+        self._release_connection()
+
+    def _release_connection(self) -> None:
+        if self.pg is not None and self.pool is not None:
+            with contextlib.suppress(Exception):
+                self.pool.putconn(self.pg)
         self.pg = None
 
     # ---- Redis acks -----------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""connect_pg(settings): the writer's PostgreSQL connection, with timeouts and keepalives.
+"""PostgreSQL connections for the writer and the admin CLI, with timeouts and keepalives.
 
 TCP keepalives and ``tcp_user_timeout`` make a black-holed link (no RST) fail within
-seconds instead of hanging; ``statement_timeout`` bounds every statement. ``mask_dsn``
-is how a DSN may appear in logs and errors.
+seconds instead of hanging; ``statement_timeout`` bounds every statement. The writer takes
+its connection from a pool (``open_pool``) that checks a connection before handing it out
+and reconnects in the background. ``mask_dsn`` is how a DSN may appear in logs and errors.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from typing import Any
 
 import psycopg
 from psycopg import conninfo
+from psycopg_pool import ConnectionPool
 
 from common.settings import PostgresSettings
 
 
-def connect_pg(settings: PostgresSettings, autocommit: bool = True) -> psycopg.Connection[Any]:
+def connect_kwargs(settings: PostgresSettings) -> dict[str, Any]:
+    """libpq parameters added to the DSN: timeouts, keepalives, search_path, the password."""
     kwargs: dict[str, Any] = {
         "connect_timeout": settings.connect_timeout,
         "keepalives": 1,
@@ -28,7 +31,30 @@ def connect_pg(settings: PostgresSettings, autocommit: bool = True) -> psycopg.C
     }
     if settings.password is not None:
         kwargs["password"] = settings.password.get_secret_value()
-    return psycopg.connect(settings.dsn, autocommit=autocommit, **kwargs)
+    return kwargs
+
+
+def connect_pg(settings: PostgresSettings, autocommit: bool = True) -> psycopg.Connection[Any]:
+    """One connection (admin CLI, tests)."""
+    return psycopg.connect(settings.dsn, autocommit=autocommit, **connect_kwargs(settings))
+
+
+def open_pool(settings: PostgresSettings) -> ConnectionPool:
+    """A one-connection pool: checked on checkout, reconnected in the background when lost."""
+    kwargs = connect_kwargs(settings) | {"autocommit": True}
+    pool = ConnectionPool(
+        settings.dsn,
+        kwargs=kwargs,
+        min_size=1,
+        max_size=1,
+        open=False,
+        check=ConnectionPool.check_connection,
+        timeout=float(settings.connect_timeout),
+        reconnect_timeout=60.0,  # then the pool gives up; the next checkout starts a new attempt
+        name="telemetry-writer",
+    )
+    pool.open(wait=False)
+    return pool
 
 
 def mask_dsn(dsn: str) -> str:
