@@ -150,6 +150,47 @@ def _pg_restart_command() -> list[str] | None:
     return None
 
 
+def _pg_control(action: str) -> list[str] | None:
+    cmd = _pg_restart_command()
+    if cmd is None or "TELEMETRY_TEST_PG_RESTART" in os.environ:
+        return None
+    return [*cmd[:4], action, "-m", "fast"] if action == "stop" else [*cmd[:4], action]
+
+
+@pytest.fixture
+def pg_outage(pg_dsn: str) -> object:
+    """A function that stops the real PostgreSQL server for ``seconds``, then starts it again."""
+    import subprocess
+    import time
+
+    stop_cmd, start_cmd = _pg_control("stop"), _pg_control("start")
+    if stop_cmd is None or start_cmd is None:
+        unavailable("no pg_ctlcluster here to stop and start PostgreSQL")
+
+    def outage(seconds: float, during: object = None) -> None:
+        assert stop_cmd is not None and start_cmd is not None
+        subprocess.run(stop_cmd, check=True, timeout=60, capture_output=True)
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if callable(during):
+                    during()
+                time.sleep(0.5)
+        finally:
+            subprocess.run(start_cmd, check=True, timeout=60, capture_output=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(pg_dsn, connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    return outage
+
+
 @pytest.fixture
 def pg_restart(pg_dsn: str) -> object:
     """A function that restarts the real PostgreSQL server (fast shutdown) and waits for it."""

@@ -3,6 +3,7 @@
 telemetry-admin migrate
 telemetry-admin partitions create FIRST_DAY [LAST_DAY]
 telemetry-admin streams                      # length, lag, pending per consumer
+telemetry-admin status [--json]              # live view: streams, writers, producers, gaps, dead letters
 telemetry-admin deadletter list [--count N]
 telemetry-admin deadletter show ID
 telemetry-admin deadletter replay ID... | --all
@@ -66,6 +67,18 @@ def _streams(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(s: Settings, args: argparse.Namespace) -> int:
+    from writer.pg import connect_pg
+    from writer.status import LazyPg, snapshot, watch
+
+    redis, pg = connect_redis(s.redis), LazyPg(lambda: connect_pg(s.postgres))
+    if args.json:
+        print(json.dumps(snapshot(redis, s.redis.names, pg, args.sample_s, args.top), indent=2, default=str))
+    else:
+        watch(redis, s.redis.names, pg, max(0.2, args.interval), args.top)
+    return 0
+
+
 def _dead(s: Settings, args: argparse.Namespace) -> int:
     r = connect_redis(s.redis)
     names = s.redis.names
@@ -111,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("streams", help="length, lag and pending per priority stream")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=_streams)
+    p = sub.add_parser("status", help="live view: streams, writers, producers, gaps, dead letters")
+    p.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    p.add_argument("--sample-s", type=float, default=1.0, help="--json: seconds over which rates are measured")
+    p.add_argument("--top", type=int, default=10, help="producers listed (most recent, and most gaps)")
+    p.set_defaults(fn=_status)
     p = sub.add_parser("deadletter", help="list, show, replay or purge dead letters")
     p.add_argument("action", choices=["list", "show", "replay", "purge"])
     p.add_argument("ids", nargs="*")

@@ -10,9 +10,11 @@ import threading
 from types import FrameType
 
 from common.errors import ConfigError
+from common.http import WRITER_PORT, serve
 from common.logs import setup_logging
 from common.settings import load_settings
 from writer.loop import run_writer
+from writer.metrics import WriterTelemetry
 
 logger = logging.getLogger(__name__)
 
@@ -35,5 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    run_writer(settings, stop, consumer=args.consumer)
+    telemetry = WriterTelemetry(settings)
+    server = serve(settings.http, WRITER_PORT, telemetry.endpoints())
+    try:
+        run_writer(settings, stop, consumer=args.consumer, stats_out=telemetry.live, observe=telemetry.observe)
+    finally:
+        if server is not None:
+            server.close()
+        telemetry.close()
     return 0

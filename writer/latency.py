@@ -8,7 +8,10 @@ commit) per priority.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from common.schema import Frame
 
 _BASE = 1e-4
 _GROWTH = 1.04
@@ -60,3 +63,12 @@ class LatencyHistogram:
             "p99_ms": 1000 * self.percentile(0.99),
             "max_ms": 1000 * self.max,
         }
+
+
+def record_latency(hists: dict[str, LatencyHistogram], frames: Sequence[Frame], now: float) -> None:
+    """Add each frame's end-to-end latency (``now`` minus its received_at) to its priority's histogram."""
+    for f in frames:
+        h = hists.get(f.priority.value)
+        if h is None:
+            h = hists[f.priority.value] = LatencyHistogram()
+        h.add(max(0.0, now - f.received_at.timestamp()))

@@ -31,9 +31,10 @@ from common.schema import decode
 from common.settings import Settings
 from common.streams import consumer_name
 from writer import faults
+from writer.ack import ack, until_done
 from writer.batch import Batcher, Item
 from writer.deadletter import dead_letter
-from writer.latency import LatencyHistogram
+from writer.latency import LatencyHistogram, record_latency
 from writer.partitions import drop_partitions_before, maintain
 from writer.pg import mask_dsn, open_pool
 from writer.pg_copy import write_frames
@@ -202,13 +203,18 @@ class Writer:
                 self.stats.pg_breaker = self.pg_breaker.state.value
                 self._drop_connection()
                 delay = self.pg_backoff.next_delay()
-                logger.warning("postgres unavailable (%s); %d frames held, breaker %s, retry in %.2fs",
-                               str(exc).strip()[:200], len(items), self.stats.pg_breaker, delay)
+                logger.warning(
+                    "postgres unavailable (%s); %d frames held, breaker %s, retry in %.2fs",
+                    str(exc).strip()[:200],
+                    len(items),
+                    self.stats.pg_breaker,
+                    delay,
+                )
                 if stop.wait(delay):
                     logger.warning("stopping with %d frames uncommitted; they stay pending for reclaim", len(items))
                     return
         self.pg_backoff.reset()
-        self._record_latency(committed)
+        record_latency(self.stats.latency, [f for _, f in committed], time.time())
         faults.hit("after_commit")
         if failed:
             self._dead_letter([(e, *describe(exc)) for e, exc in failed])
@@ -237,17 +243,6 @@ class Writer:
         self.stats.last_commit_at = self.clock()
         logger.debug("committed %d frames (%d rows, %d duplicates)", result.frames, result.rows, result.duplicates)
         return items, []
-
-    def _record_latency(self, items: list[Item]) -> None:
-        if not items:
-            return
-        now = time.time()
-        hist = self.stats.latency
-        for _, f in items:
-            h = hist.get(f.priority.value)
-            if h is None:
-                h = hist[f.priority.value] = LatencyHistogram()
-            h.add(max(0.0, now - f.received_at.timestamp()))
 
     def _snapshots(self, items: list[Item]) -> list[Any]:
         interval = self.w.snapshot_interval_s
@@ -295,38 +290,19 @@ class Writer:
     def _ack(self, entries: list[Entry]) -> None:
         if not entries:
             return
-        by_stream: dict[str, list[bytes]] = {}
-        for e in entries:
-            by_stream.setdefault(e.stream, []).append(e.id)
         t0 = time.perf_counter()
-        self._redis_retry(lambda: self._xack(by_stream))
+        until_done(lambda: ack(self.redis, self.names, entries), self._count_redis_error)
         self.observe("ack", time.perf_counter() - t0, True, len(entries))
-
-    def _xack(self, by_stream: dict[str, list[bytes]]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for stream, ids in by_stream.items():
-            pipe.xack(stream, self.names.group, *ids)
-        pipe.execute()
 
     def _dead_letter(self, failures: list[tuple[Entry, str, str]]) -> None:
         t0 = time.perf_counter()
-        self._redis_retry(lambda: dead_letter(self.redis, self.names, failures, self.consumer))
+        until_done(lambda: dead_letter(self.redis, self.names, failures, self.consumer), self._count_redis_error)
         self.observe("dead_letter", time.perf_counter() - t0, True, len(failures))
         for _, error_class, _ in failures:
             self.stats.dead_letters[error_class] += 1
 
-    def _redis_retry(self, fn: Callable[[], object]) -> None:
-        """Acks and dead letters must not be dropped: retry Redis errors until they succeed."""
-        backoff = Backoff(base=0.05, cap=5.0)
-        while True:
-            try:
-                fn()
-                return
-            except RedisError as exc:
-                self.stats.redis_errors += 1
-                delay = backoff.next_delay()
-                logger.warning("redis error while acking (%s); retry in %.2fs", exc, delay)
-                time.sleep(delay)
+    def _count_redis_error(self) -> None:
+        self.stats.redis_errors += 1
 
 
 def run_writer(

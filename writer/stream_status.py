@@ -1,6 +1,7 @@
 """stream_status(): length, lag and pending per priority stream and consumer, as plain data.
 
-Read-only Redis calls (XLEN, XINFO GROUPS, XINFO CONSUMERS); used by ``telemetry-admin``.
+Read-only Redis calls (XLEN, XINFO STREAM, XINFO GROUPS, XINFO CONSUMERS); used by
+``telemetry-admin streams|status`` and the writer's metrics collector.
 """
 
 from __future__ import annotations
@@ -17,14 +18,23 @@ def _text(v: Any) -> Any:
     return v.decode() if isinstance(v, bytes) else v
 
 
+def _entries_added(redis: Redis, key: str) -> int | None:
+    """XINFO STREAM ``entries-added`` (Redis 7+): every XADD ever, trimmed or not; None before 7."""
+    info = redis.xinfo_stream(key)
+    value = info.get("entries-added")
+    return None if value is None else int(value)
+
+
 def stream_status(redis: Redis, names: StreamNames) -> dict[str, Any]:
     rows = []
     for key in names.streams:
         length = int(redis.xlen(key))
         lag: int | None = None
         pending = 0
+        added: int | None = None
         consumers: list[dict[str, Any]] = []
         try:
+            added = _entries_added(redis, key)
             for group in redis.xinfo_groups(key):
                 if _text(group["name"]) != names.group:
                     continue
@@ -36,5 +46,14 @@ def stream_status(redis: Redis, names: StreamNames) -> dict[str, Any]:
                     )
         except ResponseError:
             pass  # stream does not exist yet
-        rows.append({"stream": key, "length": length, "lag": lag, "pending": pending, "consumers": consumers})
+        rows.append(
+            {
+                "stream": key,
+                "length": length,
+                "lag": lag,
+                "pending": pending,
+                "entries_added": added,
+                "consumers": consumers,
+            }
+        )
     return {"streams": rows, "deadletter": int(redis.xlen(names.deadletter))}
