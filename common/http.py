@@ -140,3 +140,24 @@ def serve(settings: HttpSettings, default_port: int, endpoints: Endpoints) -> Op
         return None
     logger.info("ops endpoint on http://%s:%d (/metrics /healthz /readyz)", settings.host, server.port)
     return server
+
+
+def check(path: str = "/healthz", timeout: float = 2.0) -> bool:
+    """GET ``path`` on this host's endpoint (TELEMETRY_HTTP__PORT, default the writer's); True on 200."""
+    import os
+    import urllib.request
+    from urllib.error import URLError
+
+    port = int(os.environ.get("TELEMETRY_HTTP__PORT") or WRITER_PORT)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+            return int(resp.status) == 200
+    except (URLError, OSError):
+        return False
+
+
+if __name__ == "__main__":
+    # ``python -m common.http [/healthz|/readyz]``: the Docker HEALTHCHECK (exit 0 = healthy).
+    import sys
+
+    sys.exit(0 if check(sys.argv[1] if len(sys.argv) > 1 else "/healthz") else 1)

@@ -1,0 +1,123 @@
+"""deploy/ and docker-compose.yml: valid, consistent with the code, and complete.
+
+The compose file is validated by Debian's ``docker-compose config`` (installed by .ci/run; no
+Docker engine needed). Everything else is read as YAML and cross-checked against the code:
+settings names, console scripts, source names, ports.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from typing import Any
+
+import yaml
+
+from common.http import PRODUCER_PORT, WRITER_PORT
+from common.settings import env_names
+from common.settings_doc import env_example
+from producers.cli import SOURCES
+from tests.conftest import REPO, unavailable
+
+HARDWARE = {"gps_nmea": "gps", "obd": "obd", "dyno_udp": "dyno", "afr_serial": "afr", "scales": "scales"}
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())  # type: ignore[no-any-return]
+
+
+def test_env_example_lists_every_setting_at_its_default() -> None:
+    text = (REPO / "deploy" / "telemetry.env.example").read_text()
+    assert text == env_example(), "stale: python -m common.settings_doc --env-example > deploy/telemetry.env.example"
+    listed = set(re.findall(r"^#(TELEMETRY_[A-Z0-9_]+)=", text, re.M))
+    assert listed == set(env_names())
+
+
+def test_compose_file_is_valid_for_docker_compose() -> None:
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        unavailable("docker-compose not installed (apt-get install docker-compose; .ci/run does)")
+    assert exe is not None
+    profiles = sorted({*HARDWARE.values(), "monitoring"})
+    args = [exe, "-f", str(REPO / "docker-compose.yml")] + [a for p in profiles for a in ("--profile", p)]
+    run = subprocess.run([*args, "config", "-q"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    services = subprocess.run([*args, "config", "--services"], capture_output=True, text=True, timeout=60)
+    assert set(services.stdout.split()) == set(compose()["services"])
+
+
+def test_compose_services_profiles_devices_healthchecks() -> None:
+    services = compose()["services"]
+    assert {"redis", "postgres", "migrate", "writer", "rq-worker", "producer-simulate"} <= set(services)
+    assert services["writer"]["deploy"]["replicas"] >= 2
+    assert "profiles" not in services["producer-simulate"], "simulate must run on a plain `docker compose up`"
+    for source, profile in HARDWARE.items():
+        svc = services[f"producer-{source}"]
+        assert svc["profiles"] == [profile]
+        assert svc["command"] == ["telemetry-produce", source]
+        if source != "dyno_udp":  # UDP multicast: host network instead of a device
+            assert svc["devices"] and all(d.startswith("/dev/") for d in svc["devices"])
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    assert "HEALTHCHECK" in dockerfile and re.search(r"^USER telemetry", dockerfile, re.M)
+    for name, svc in services.items():
+        from_image = svc.get("build", {}).get("dockerfile") == "deploy/Dockerfile"
+        assert "healthcheck" in svc or from_image, f"{name} has no healthcheck"
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert cond["condition"] in ("service_healthy", "service_completed_successfully"), (name, dep)
+    assert services["writer"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["command"] == ["telemetry-admin", "migrate"]
+
+
+def test_compose_environment_uses_only_real_settings_and_ports() -> None:
+    known = env_names()
+    for name, svc in compose()["services"].items():
+        env = svc.get("environment") or {}
+        for key in env:
+            if key.startswith("TELEMETRY_"):
+                assert key in known, f"{name}: unknown setting {key}"
+        if name == "writer":
+            assert int(env["TELEMETRY_HTTP__PORT"]) == WRITER_PORT
+        elif name.startswith("producer-") and name != "producer-dyno_udp":
+            assert int(env["TELEMETRY_HTTP__PORT"]) == PRODUCER_PORT
+            assert name.removeprefix("producer-") in SOURCES
+
+
+def test_prometheus_scrapes_the_compose_services() -> None:
+    conf = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in conf["scrape_configs"]}
+    assert jobs["telemetry-writer"]["dns_sd_configs"][0] == {
+        "names": ["writer"],
+        "type": "A",
+        "port": WRITER_PORT,
+        "refresh_interval": "30s",
+    }
+    services = compose()["services"]
+    for target in jobs["telemetry-producer"]["static_configs"][0]["targets"]:
+        host, port = target.split(":")
+        assert host in services and int(port) == PRODUCER_PORT
+
+
+def test_redis_conf_persists_and_never_evicts() -> None:
+    conf = dict(
+        line.split(None, 1)
+        for line in (REPO / "deploy" / "redis" / "redis.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert conf["appendonly"] == "yes" and conf["appendfsync"] == "everysec"
+    assert conf["maxmemory-policy"] == "noeviction"
+    assert conf["aclfile"] == "/usr/local/etc/redis/users.acl"
+    mounts = compose()["services"]["redis"]["volumes"]
+    assert "./deploy/redis/users.acl:/usr/local/etc/redis/users.acl:ro" in mounts
+
+
+def test_systemd_units_run_the_console_scripts() -> None:
+    scripts = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]) | {"rq"}
+    units = sorted((REPO / "deploy" / "systemd").glob("*.service"))
+    assert {u.name for u in units} >= {"telemetry-writer@.service", "telemetry-producer@.service"}
+    for unit in units:
+        text = unit.read_text()
+        exec_start = re.search(r"^ExecStart=(\S+)", text, re.M)
+        assert exec_start and exec_start.group(1).rsplit("/", 1)[-1] in scripts, unit.name
+        assert "User=telemetry" in text and "EnvironmentFile=/etc/telemetry/telemetry.env" in text

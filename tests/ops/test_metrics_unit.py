@@ -1,0 +1,153 @@
+"""Unit tests of the operations layer: summaries, readiness, the producer collector, the endpoint.
+
+No servers: the producer's Redis is fakeredis; the HTTP endpoint binds 127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
+from urllib.error import HTTPError
+
+import fakeredis
+from prometheus_client.parser import text_string_to_metric_families
+
+from common.http import Endpoints, OpsServer, readiness, serve
+from common.metrics import OpSummary, breaker_state_name, new_registry, percentile
+from common.schema import Channel, Frame, Priority, Quality
+from common.settings import HttpSettings
+from common.streams import StreamNames
+from producers.base import ProducerStats
+from producers.metrics import MeteredPublisher, ProducerTelemetry, _labelled
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(resp.status), resp.read()
+    except HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Exposition text -> {(sample name, sorted labels): value}."""
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_op_summary_percentiles_and_bounded_memory() -> None:
+    summary = OpSummary(reservoir_size=200, seed=1)
+    values = [i / 1000 for i in range(1, 10_001)]  # 1..10000 ms, shuffled
+    random.Random(2).shuffle(values)
+    for i, v in enumerate(values):
+        summary.observe("copy", v, ok=i % 100 != 0, rows=10)
+    copy = summary.as_dict()["copy"]
+    assert copy["count"] == 10_000 and copy["errors"] == 100 and copy["rows"] == 100_000
+    assert copy["error_rate"] == 0.01
+    assert copy["sampled"] == 200  # bounded, whatever the count
+    assert copy["min_ms"] == 1.0 and copy["max_ms"] == 10_000.0
+    assert abs(copy["avg_ms"] - 5000.5) < 1e-6
+    # A uniform sample of 200 from 1..10000: p50 within ~10 % of 5000, p95 / p99 near the top.
+    assert 4000 < copy["p50_ms"] < 6000
+    assert 9000 < copy["p95_ms"] <= 10_000 and copy["p95_ms"] <= copy["p99_ms"]
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and percentile([], 99) == 0.0
+
+
+def test_readiness_needs_connections_and_closed_breakers() -> None:
+    assert readiness({"device_connected": True}).ok
+    assert not readiness({"device_connected": False}).ok
+    assert readiness({"db": True}, lambda: {"redis": "closed"}).ok
+    half = readiness({"db": True}, lambda: {"redis": "HALF_OPEN"})
+    assert not half.ok and half.checks["breaker_redis_closed"] is False
+
+    def broken() -> dict[str, str]:
+        raise RuntimeError("probe")
+
+    assert not readiness({"db": True}, broken).ok
+    assert [breaker_state_name(s) for s in ("closed", "half-open", "OPEN", "weird")] == [
+        "closed",
+        "half_open",
+        "open",
+        "open",
+    ]
+
+
+def test_labelled_accepts_the_spool_counter_shapes() -> None:
+    assert _labelled(None, 2) == {}
+    assert _labelled(Counter({"normal": 3}), 1) == {("normal",): 3.0}
+    assert _labelled(Counter({("spool_full", "bulk"): 2}), 2) == {("spool_full", "bulk"): 2.0}
+    assert _labelled(5, 1) == {("all",): 5.0}
+
+
+def _frame(priority: Priority, n: int) -> Frame:
+    now = datetime.now(UTC)
+    return Frame(
+        "simulate", "sim-0", now, now, n, (Channel("rpm", 1000.0 + n, "rpm", Quality.GOOD),), priority=priority
+    )
+
+
+def test_producer_metrics_count_by_priority_and_endpoint_answers() -> None:
+    redis = fakeredis.FakeRedis()
+    publisher = MeteredPublisher(redis, StreamNames("unit"), "simulate@test/1")
+    stats = ProducerStats(connected=True)
+    stats.parse_errors.update({"checksum": 2, "json": 1})
+    telemetry = ProducerTelemetry("simulate", stats, publisher, breakers=lambda: {"device": "closed"})
+    publisher.stamp([_frame(Priority.NORMAL, i) for i in range(7)] + [_frame(Priority.CRITICAL, 9)])
+    assert publisher.send() == 8
+    publisher.stamp([_frame(Priority.BULK, 10)])  # read, not yet sent
+    server = OpsServer("127.0.0.1", 0, telemetry.endpoints()).start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        status, body = _get(base + "/metrics")
+        got = samples(body.decode())
+        assert status == 200
+        src = ("source", "simulate")
+        assert got[("telemetry_producer_frames_read_total", (("priority", "normal"), src))] == 7
+        assert got[("telemetry_producer_frames_read_total", (("priority", "bulk"), src))] == 1
+        assert got[("telemetry_producer_frames_published_total", (("priority", "critical"), src))] == 1
+        assert ("telemetry_producer_frames_published_total", (("priority", "bulk"), src)) not in got
+        assert got[("telemetry_producer_parse_errors_total", (("kind", "checksum"), src))] == 2
+        assert got[("telemetry_producer_device_connected", (src,))] == 1
+        assert got[("telemetry_producer_publish_pending", (src,))] == 1
+        assert got[("telemetry_breaker_state", (("link", "device"),))] == 0
+        assert _get(base + "/healthz")[0] == 200
+        assert json.loads(_get(base + "/readyz")[1])["ready"] is True
+        stats.connected = False
+        status, body = _get(base + "/readyz")
+        assert status == 503 and json.loads(body)["checks"] == {
+            "device_connected": False,
+            "breaker_device_closed": True,
+        }
+        assert _get(base + "/nope")[0] == 404
+    finally:
+        server.close()
+
+
+def test_port_in_use_is_logged_not_fatal() -> None:
+    endpoints = Endpoints(registry=new_registry(), live=lambda: True, ready=lambda: readiness({}))
+    first = serve(HttpSettings(port=0), 0, endpoints)
+    assert first is not None
+    try:
+        assert serve(HttpSettings(port=first.port), 0, endpoints) is None
+        assert serve(HttpSettings(enabled=False), 0, endpoints) is None
+    finally:
+        first.close()
+
+
+def test_summary_observe_is_thread_safe() -> None:
+    summary = OpSummary(reservoir_size=64)
+    threads = [
+        threading.Thread(target=lambda: [summary.observe("ack", 0.001, True, 1) for _ in range(2000)]) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert summary.as_dict()["ack"]["count"] == 8000
