@@ -1,11 +1,16 @@
-"""connect_redis(settings): the only place a redis.Redis client is constructed.
+"""connect_redis(settings): the only place a Redis client is constructed.
 
 Responses stay bytes (entries may hold arbitrary bytes; decoding is the schema's job).
+With ``cluster`` set it returns a RedisCluster: every key shares the ``{namespace}`` hash
+tag, so multi-key XREADGROUP and MULTI pipelines stay on one node.
 """
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis import Redis
+from redis.cluster import RedisCluster
 
 from common.settings import RedisSettings
 
@@ -25,4 +30,8 @@ def connect_redis(settings: RedisSettings) -> Redis:
         kwargs["username"] = settings.username
     if password is not None:
         kwargs["password"] = password
+    if settings.cluster:
+        # RedisCluster offers every command the project uses with the same signatures; typed
+        # as Redis so the rest of the code has one client type.
+        return cast(Redis, RedisCluster.from_url(settings.url, **kwargs))
     return Redis.from_url(settings.url, **kwargs)

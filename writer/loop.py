@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -35,7 +35,7 @@ from writer.ack import ack, until_done
 from writer.batch import Batcher, Item
 from writer.deadletter import dead_letter
 from writer.latency import LatencyHistogram, record_latency
-from writer.partitions import drop_partitions_before, maintain
+from writer.partitions import maintain
 from writer.pg import mask_dsn, open_pool
 from writer.pg_copy import write_frames
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
@@ -268,8 +268,7 @@ class Writer:
         if self.clock() >= self.next_partitions:
             self.next_partitions = self.clock() + PARTITION_CHECK_S
             today = datetime.now(UTC).date()
-            maintain(self.pg, today, self.w.retention_days, self.w.partitions_ahead_days)
-            drop_partitions_before(self.pg, today - timedelta(days=self.w.retention_days))
+            maintain(self.pg, today, self.w.retention_days, self.w.partitions_ahead_days, drop=True)
         return self.pg
 
     def _drop_connection(self) -> None:

@@ -77,6 +77,25 @@ def drop_partitions_before(conn: psycopg.Connection[tuple[object, ...]], cutoff:
     return dropped
 
 
-def maintain(conn: psycopg.Connection[tuple[object, ...]], today: date, retention_days: int, ahead_days: int) -> int:
-    """Create partitions from the retention horizon to ``ahead_days`` ahead (no dropping)."""
-    return ensure_partitions(conn, today - timedelta(days=retention_days), today + timedelta(days=ahead_days))
+_LOCK_KEY = 0x7E1E_0002
+
+
+def maintain(
+    conn: psycopg.Connection[tuple[object, ...]],
+    today: date,
+    retention_days: int,
+    ahead_days: int,
+    drop: bool = False,
+) -> int:
+    """Create partitions from the retention horizon to ``ahead_days`` ahead; with ``drop``,
+    also drop those past retention.
+
+    One transaction under an advisory lock, so replicas starting together do not race to
+    create the same partition ("relation already exists").
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        made = ensure_partitions(conn, today - timedelta(days=retention_days), today + timedelta(days=ahead_days))
+        if drop:
+            drop_partitions_before(conn, today - timedelta(days=retention_days))
+    return made
