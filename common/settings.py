@@ -182,6 +182,23 @@ class ProducerSettings(Section):
     """Sensor-range table as JSON: {"rpm": {"unit": "rpm", "min": 0, "max": 20000, ...}}."""
 
 
+    spool_dir: Path | None = None
+    """Folder of the on-disk spool that keeps frames while Redis is down or refuses writes (a
+    sub-folder per producer name is used). Unset = no spool: reading waits until Redis is back."""
+    spool_max_mb: float = Field(default=256.0, gt=0)
+    """Disk the spool may use. When full, critical/high evict bulk, low, then normal frames (and
+    pause reading when nothing is left); normal/low/bulk drop their oldest. Drops are counted."""
+    spool_segment_kb: int = Field(default=1024, ge=4)
+    """Size of one spool segment file: the unit in which the oldest frames are dropped."""
+    spool_fsync_interval_s: float = Field(default=1.0, ge=0)
+    """How often spooled frames are fsynced: at most this much is lost on power loss (kill -9
+    loses nothing already spooled). 0 = after every read."""
+    breaker_failures: int = Field(default=3, ge=1)
+    """Consecutive failures of the device or Redis link that open its circuit breaker."""
+    breaker_open_s: float = Field(default=5.0, ge=0)
+    """Seconds an open breaker waits before letting one probe through (half-open)."""
+    breaker_successes: int = Field(default=2, ge=1)
+    """Consecutive successes in half-open that close the breaker."""
 class SimulateSettings(Section):
     devices: int = Field(default=2, ge=1, le=10_000)
     """Number of simulated devices."""

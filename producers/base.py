@@ -1,9 +1,12 @@
 """The runtime every producer uses: the Source interface and the run loop.
 
-The loop opens the source (reconnecting with backoff), reads frames and parse errors,
-counts errors, validates ranges, stamps and publishes frames pipelined, and stops cleanly
-when ``stop`` is set (SIGTERM): what was read is published before it returns.
-It does not parse device bytes (sources do) and builds no Redis names (common.streams does).
+The loop opens the source (reconnecting with backoff and a circuit breaker), reads frames and
+parse errors, counts errors, validates ranges, stamps and publishes frames pipelined, and stops
+cleanly when ``stop`` is set (SIGTERM): what was read is published (or spooled) before it returns.
+With a spool (common.spool), frames go to disk while the Redis breaker is open or Redis refuses
+writes, and are replayed in order, keys unchanged, once it heals; reading never waits for Redis
+unless the spool is full of critical/high frames. Without a spool, reading waits until Redis
+takes the frames. It does not parse device bytes (sources do) and builds no Redis names.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import Protocol
 from redis.exceptions import RedisError
 
 from common.backoff import Backoff
+from common.breaker import Breaker, BreakerState
 from common.errors import ParseError, SourceUnavailableError
 from common.publish import Publisher
-from common.schema import Frame
+from common.schema import Frame, encode
+from common.spool import Append, Spool
 from producers.validate import RangeValidator
 
 logger = logging.getLogger(__name__)
@@ -63,8 +68,30 @@ class ProducerStats:
     open_failures: int = 0
     redis_errors: int = 0
     frames_unsent: int = 0
-    """Frames read but not published when the process stopped (Redis down at exit)."""
+    """Frames read but neither published nor spooled when the process stopped."""
     connected: bool = False
+    frames_spooled: int = 0
+    """Frames written to the on-disk spool while Redis was down or refused writes."""
+    frames_replayed: int = 0
+    """Spooled frames published later (also counted in frames_published)."""
+    spooled: Counter[str] = field(default_factory=Counter)
+    """frames_spooled by priority."""
+    dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Frames given up, by (reason, priority): spool_full, evicted, oversize, unsent_at_exit."""
+    frames_lost_in_crash: int = 0
+    """Frames the previous run (killed) read but neither published nor spooled: sequence gaps."""
+    spool_records: int = 0
+    spool_bytes: int = 0
+    spool_torn_bytes: int = 0
+    """Bytes of torn or corrupt spool tail skipped at start."""
+    read_blocked: bool = False
+    """Reading paused: Redis is down and the spool is full of critical/high frames."""
+    redis_breaker: BreakerState = BreakerState.CLOSED
+    device_breaker: BreakerState = BreakerState.CLOSED
+
+
+REPLAY_BATCH = 500
+"""Spooled entries sent per pipeline during a replay."""
 
 
 def run_producer(
@@ -75,87 +102,243 @@ def run_producer(
     read_timeout: float = 0.2,
     reconnect_max: float = 10.0,
     stop_grace: float = 10.0,
+    *,
+    spool: Spool | None = None,
+    redis_breaker: Breaker | None = None,
+    device_breaker: Breaker | None = None,
     stats: ProducerStats | None = None,
 ) -> ProducerStats:
     """Run until ``stop`` is set or the source is exhausted; return the stats.
 
-    Pass ``stats`` to watch them live from another thread (the metrics endpoint does).
+    ``spool`` (optional) takes frames while Redis is unavailable; the run continues the
+    spool's producer id and sequence (see Spool.resume). ``stats`` may be passed in to be
+    read live by a metrics exporter.
     """
-    stats = stats if stats is not None else ProducerStats()
-    device_backoff = Backoff(base=0.1, cap=reconnect_max)
-    redis_backoff = Backoff(base=0.05, cap=reconnect_max)
-    try:
-        while not stop.is_set():
-            if not stats.connected and not _open(source, stats, device_backoff, stop):
-                continue
-            try:
-                items = source.read(read_timeout)
-            except SourceUnavailableError as exc:
-                logger.warning("%s: source lost: %s; reconnecting", source.source, exc)
-                stats.outages += 1
-                stats.connected = False
-                source.close()
-                continue
-            frames = []
-            for item in items:
-                if isinstance(item, ParseError):
-                    stats.parse_errors[item.kind] += 1
-                else:
-                    frames.append(validator.check(item))
-            stats.frames_read += len(frames)
-            publisher.stamp(frames)
-            _send(publisher, stats, redis_backoff, stop, deadline=None)
-            if source.exhausted:
-                break
-    finally:
-        source.close()
-        stats.connected = False
-        _send(publisher, stats, redis_backoff, threading.Event(), deadline=time.monotonic() + stop_grace)
-        stats.frames_unsent = len(publisher.pending)
-        if stats.frames_unsent:
-            logger.error("%s: %d frames read but not published at exit", source.source, stats.frames_unsent)
-    return stats
+    loop = _Loop(source, publisher, validator, stop, read_timeout, reconnect_max, stats or ProducerStats())
+    loop.spool = spool
+    loop.redis_breaker = redis_breaker or Breaker("redis", open_s=min(5.0, reconnect_max))
+    loop.device_breaker = device_breaker or Breaker("device", open_s=min(5.0, reconnect_max))
+    return loop.run(stop_grace)
 
 
-def _open(source: Source, stats: ProducerStats, backoff: Backoff, stop: threading.Event) -> bool:
-    try:
-        source.open()
-    except SourceUnavailableError as exc:
-        stats.open_failures += 1
-        delay = backoff.next_delay()
-        logger.warning("%s: cannot open (%s); retry in %.1fs", source.source, exc, delay)
-        stop.wait(delay)
-        return False
-    backoff.reset()
-    stats.connects += 1
-    stats.connected = True
-    logger.info("%s: connected", source.source)
-    return True
+class _Loop:
+    def __init__(
+        self,
+        source: Source,
+        publisher: Publisher,
+        validator: RangeValidator,
+        stop: threading.Event,
+        read_timeout: float,
+        reconnect_max: float,
+        stats: ProducerStats,
+    ) -> None:
+        self.source, self.publisher, self.validator, self.stop = source, publisher, validator, stop
+        self.read_timeout = read_timeout
+        self.stats = stats
+        self.device_backoff = Backoff(base=0.1, cap=reconnect_max)
+        self.redis_backoff = Backoff(base=0.05, cap=reconnect_max)
+        self.spool: Spool | None = None
+        self.redis_breaker = Breaker("redis")
+        self.device_breaker = Breaker("device")
 
-
-def _send(
-    publisher: Publisher,
-    stats: ProducerStats,
-    backoff: Backoff,
-    stop: threading.Event,
-    deadline: float | None,
-) -> None:
-    """Send pending frames, retrying Redis errors with backoff until sent, stop or deadline."""
-    while publisher.pending:
+    def run(self, stop_grace: float) -> ProducerStats:
+        if self.spool is not None:
+            self._resume(self.spool)
         try:
-            stats.frames_published += publisher.send()
-            backoff.reset()
+            while not self.stop.is_set():
+                if not self.publisher.pending and (self.stats.connected or self._open()):
+                    frames = self._read()
+                    if frames:
+                        self.publisher.stamp(frames)
+                        self._checkpoint()
+                self._deliver()
+                self._export()
+                if self.source.exhausted:
+                    break
+        finally:
+            self._finish(time.monotonic() + stop_grace)
+        return self.stats
+
+    # ---- device ---------------------------------------------------------------------
+    def _open(self) -> bool:
+        if not self.device_breaker.allow():
+            self.stop.wait(min(self.device_breaker.retry_in(), self.read_timeout))
+            return False
+        try:
+            self.source.open()
+        except SourceUnavailableError as exc:
+            self.stats.open_failures += 1
+            self.device_breaker.failure()
+            delay = self.device_backoff.next_delay()
+            logger.warning("%s: cannot open (%s); retry in %.1fs", self.source.source, exc, delay)
+            self.stop.wait(delay)
+            return False
+        self.device_backoff.reset()
+        self.stats.connects += 1
+        self.stats.connected = True
+        logger.info("%s: connected", self.source.source)
+        return True
+
+    def _read(self) -> list[Frame]:
+        try:
+            items = self.source.read(self.read_timeout)
+        except SourceUnavailableError as exc:
+            logger.warning("%s: source lost: %s; reconnecting", self.source.source, exc)
+            self.stats.outages += 1
+            self.stats.connected = False
+            self.device_breaker.failure()
+            self.source.close()
+            return []
+        self.device_breaker.success()
+        frames = []
+        for item in items:
+            if isinstance(item, ParseError):
+                self.stats.parse_errors[item.kind] += 1
+            else:
+                frames.append(self.validator.check(item))
+        self.stats.frames_read += len(frames)
+        return frames
+
+    # ---- Redis and the spool --------------------------------------------------------
+    def _deliver(self) -> None:
+        if self.spool is None:
+            self._send_blocking(self.stop, None)
             return
+        if self.publisher.pending and self.spool.empty and self.redis_breaker.allow():
+            self._send_direct()
+        if self.publisher.pending:
+            self._spool_pending(self.spool)
+        self._replay(self.spool, time.monotonic() + self.read_timeout)
+        self._checkpoint()
+        self.spool.sync()
+        if self.publisher.pending:  # blocked: wait for Redis rather than spin
+            self.stop.wait(max(0.05, min(self.redis_breaker.retry_in(), self.read_timeout)))
+
+    def _send_direct(self) -> None:
+        before = self.publisher.published
+        try:
+            self.publisher.send()
+            self.redis_breaker.success()
         except RedisError as exc:
-            stats.redis_errors += 1
-            delay = backoff.next_delay()
+            self._redis_failed(exc)
+        self.stats.frames_published += self.publisher.published - before
+
+    def _spool_pending(self, spool: Spool) -> None:
+        pending = self.publisher.pending
+        for i, frame in enumerate(pending):
+            result = spool.append(frame.priority, encode(frame))
+            if result is Append.BLOCKED:
+                self.publisher.pending = pending[i:]
+                if not self.stats.read_blocked:
+                    logger.error("spool full of critical/high frames: reading paused until Redis is back")
+                self.stats.read_blocked = True
+                return
+            if result is Append.STORED:
+                self.stats.frames_spooled += 1
+                self.stats.spooled[frame.priority.value] += 1
+        self.publisher.pending = []
+        self.stats.read_blocked = False
+
+    def _replay(self, spool: Spool, deadline: float) -> None:
+        while not spool.empty and self.redis_breaker.allow():
+            records = spool.peek(REPLAY_BATCH)
+            sent, error = self.publisher.send_entries([(r.priority, r.fields) for r in records])
+            spool.consume(records[:sent])
+            self.stats.frames_replayed += sent
+            self.stats.frames_published += sent
+            if error is not None:
+                self._redis_failed(error)
+                return
+            self.redis_breaker.success()
+            if spool.empty:
+                logger.info("spool drained: %d frames replayed so far", self.stats.frames_replayed)
+            if time.monotonic() > deadline:
+                return
+
+    def _redis_failed(self, exc: RedisError) -> None:
+        self.stats.redis_errors += 1
+        was_open = self.redis_breaker.opened
+        self.redis_breaker.failure()
+        if self.redis_breaker.opened != was_open:
+            logger.warning("redis unavailable (%s): breaker open, frames go to the spool", exc)
+        else:
+            logger.info("redis publish failed: %s", exc)
+
+    def _checkpoint(self) -> None:
+        """Persist the sequence state: numbers below ``durable`` are published, spooled or counted."""
+        if self.spool is not None:
+            pending = self.publisher.pending
+            durable = min(f.seq for f in pending) if pending else self.publisher.next_seq
+            self.spool.save_seq(self.publisher.next_seq, durable)
+
+    def _resume(self, spool: Spool) -> None:
+        spool.on_drop = lambda reason, priority, n: self.stats.dropped.update({(reason, priority.value): n})
+        producer, seq, lost = spool.resume(self.publisher.producer_id)
+        self.publisher.producer_id, self.publisher.next_seq = producer, seq
+        self.stats.frames_lost_in_crash = lost
+        self.stats.spool_torn_bytes = spool.torn_bytes
+        if lost or spool.records:
             logger.warning(
-                "redis publish failed (%s); %d frames pending, retry in %.2fs",
-                exc,
-                len(publisher.pending),
-                delay,
+                "producer %s resumes at seq %d: %d spooled frames to replay, %d frames lost by the previous run",
+                producer,
+                seq,
+                spool.records,
+                lost,
             )
-            if deadline is not None and time.monotonic() + delay > deadline:
+
+    def _export(self) -> None:
+        self.stats.redis_breaker = self.redis_breaker.state
+        self.stats.device_breaker = self.device_breaker.state
+        if self.spool is not None:
+            self.stats.spool_records = self.spool.records
+            self.stats.spool_bytes = self.spool.bytes
+
+    def _finish(self, deadline: float) -> None:
+        self.source.close()
+        self.stats.connected = False
+        if self.spool is None:
+            self._send_blocking(threading.Event(), deadline)
+        else:
+            self._drain(self.spool, deadline)
+            for frame in self.publisher.pending:
+                self.stats.dropped[("unsent_at_exit", frame.priority.value)] += 1
+        self.stats.frames_unsent = len(self.publisher.pending)
+        if self.stats.frames_unsent:
+            logger.error("%s: %d frames read but not published at exit", self.source.source, self.stats.frames_unsent)
+        if self.spool is not None:
+            self.publisher.pending = []  # counted above: the state may call every number accounted for
+            self._checkpoint()
+            self._export()
+            self.spool.close()
+
+    def _drain(self, spool: Spool, deadline: float) -> None:
+        """At exit: publish what was read and spooled until done or ``deadline``; the rest stays spooled."""
+        while True:
+            if self.publisher.pending and spool.empty and self.redis_breaker.allow():
+                self._send_direct()
+            if self.publisher.pending:
+                self._spool_pending(spool)
+            self._replay(spool, deadline)
+            left = deadline - time.monotonic()
+            if (spool.empty and not self.publisher.pending) or left <= 0:
                 return
-            if stop.wait(delay) and deadline is None:
-                return
+            time.sleep(min(left, max(0.05, self.redis_breaker.retry_in())))
+
+    def _send_blocking(self, stop: threading.Event, deadline: float | None) -> None:
+        """No spool: retry Redis with backoff until the frames are sent, ``stop`` or ``deadline``."""
+        while self.publisher.pending:
+            before = self.publisher.published
+            try:
+                self.publisher.send()
+                self.redis_breaker.success()
+                self.redis_backoff.reset()
+            except RedisError as exc:
+                self._redis_failed(exc)
+                delay = max(self.redis_backoff.next_delay(), self.redis_breaker.retry_in())
+                logger.warning("%d frames pending, retry in %.2fs", len(self.publisher.pending), delay)
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    return
+                if stop.wait(delay) and deadline is None:
+                    return
+            finally:
+                self.stats.frames_published += self.publisher.published - before

@@ -14,8 +14,9 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from types import FrameType
+from types import FrameType, SimpleNamespace
 
+from common.breaker import Breaker
 from common.errors import ConfigError, TelemetryError
 from common.http import PRODUCER_PORT, serve
 from common.logs import setup_logging
@@ -23,6 +24,7 @@ from common.publish import new_producer_id
 from common.redis_client import connect_redis
 from common.schema import Priority
 from common.settings import Settings, load_settings
+from common.spool import open_spool
 from producers.base import ProducerStats, Source, run_producer
 from producers.metrics import MeteredPublisher, ProducerTelemetry, breakers_of
 from producers.validate import RangeValidator
@@ -72,9 +74,15 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
     source = SOURCES[source_name](settings)
     name = settings.producer.name or f"{source_name}@{socket.gethostname()}"
     publisher = MeteredPublisher(connect_redis(settings.redis), settings.redis.names, new_producer_id(name))
-    logger.info("producer %s starting (source %s)", publisher.producer_id, source_name)
+    ps = settings.producer
+    spool = open_spool(ps.spool_dir, name, ps.spool_max_mb, ps.spool_segment_kb, ps.spool_fsync_interval_s)
+    device, redis = (
+        Breaker(link, ps.breaker_failures, ps.breaker_open_s, ps.breaker_successes) for link in ("device", "redis")
+    )
+    logger.info("producer %s starting (source %s)", name, source_name)
     stats = ProducerStats()
-    telemetry = ProducerTelemetry(source_name, stats, publisher, breakers_of(device=source, redis=publisher))
+    holders = {"device": SimpleNamespace(breaker=device), "redis": SimpleNamespace(breaker=redis)}
+    telemetry = ProducerTelemetry(source_name, stats, publisher, breakers_of(**holders))
     server = serve(settings.http, PRODUCER_PORT, telemetry.endpoints())
     try:
         run_producer(
@@ -85,18 +93,23 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
             read_timeout=settings.producer.read_timeout_s,
             reconnect_max=settings.producer.reconnect_max_s,
             stats=stats,
+            spool=spool,
+            redis_breaker=redis,
+            device_breaker=device,
         )
     finally:
         if server is not None:
             server.close()
     logger.info(
-        "producer %s stopped: read=%d published=%d unsent=%d parse_errors=%s outages=%d",
+        "producer %s stopped: read=%d published=%d unsent=%d parse_errors=%s outages=%d spooled=%d dropped=%s",
         publisher.producer_id,
         stats.frames_read,
         stats.frames_published,
         stats.frames_unsent,
         dict(stats.parse_errors),
         stats.outages,
+        stats.frames_spooled,
+        {f"{r}/{p}": n for (r, p), n in stats.dropped.items()},
     )
     return stats
 
