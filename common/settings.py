@@ -58,6 +58,8 @@ class RedisSettings(Section):
     """File holding the password (a Docker/systemd secret); read at start, never logged."""
     namespace: str = DEFAULT_NAMESPACE
     """Hash-tag namespace of every key: ``{telemetry}:critical`` ..."""
+    cluster: bool = False
+    """Connect to a Redis Cluster (URL = any node). All keys share one hash slot, so nothing else changes."""
     socket_timeout: float = Field(default=10.0, gt=0)
     """Seconds a Redis command may take before the link counts as broken."""
     connect_timeout: float = Field(default=5.0, gt=0)
@@ -180,8 +182,6 @@ class ProducerSettings(Section):
     """Optional session label put on every frame (e.g. a dyno run)."""
     ranges: dict[str, RangeSpec] = Field(default_factory=lambda: dict(DEFAULT_RANGES))
     """Sensor-range table as JSON: {"rpm": {"unit": "rpm", "min": 0, "max": 20000, ...}}."""
-
-
     spool_dir: Path | None = None
     """Folder of the on-disk spool that keeps frames while Redis is down or refuses writes (a
     sub-folder per producer name is used). Unset = no spool: reading waits until Redis is back."""
@@ -199,6 +199,8 @@ class ProducerSettings(Section):
     """Seconds an open breaker waits before letting one probe through (half-open)."""
     breaker_successes: int = Field(default=2, ge=1)
     """Consecutive successes in half-open that close the breaker."""
+
+
 class SimulateSettings(Section):
     devices: int = Field(default=2, ge=1, le=10_000)
     """Number of simulated devices."""
