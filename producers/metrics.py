@@ -9,12 +9,14 @@ them (``spooled``: priority -> n, ``dropped``: (reason, priority) -> n). No HTTP
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
+from redis.exceptions import RedisError
 
 from common.http import Endpoints, Readiness, readiness
 from common.metrics import BreakerProbe, breaker_family, counter, gauge, new_registry, no_breakers
@@ -37,6 +39,11 @@ class MeteredPublisher(Publisher):
         for frame in frames:
             self.read_by_priority[frame.priority.value] += 1
         super().stamp(frames)
+
+    def send_entries(self, entries: Sequence[tuple[Priority, Mapping[bytes, bytes]]]) -> tuple[int, RedisError | None]:
+        sent, error = super().send_entries(entries)  # a spool replay
+        self.published_by_priority.update(Priority(p).value for p, _ in entries[:sent])
+        return sent, error
 
     def send(self) -> int:
         by_priority = Counter(f.priority.value for f in self.pending)
@@ -127,6 +134,29 @@ class ProducerTelemetry:
             fam = counter(name, doc, ["source"])
             fam.add_metric([src], value)
             yield fam
+        for name, doc, attr, make in (
+            ("producer_frames_replayed", "Spooled frames published once Redis healed.", "frames_replayed", counter),
+            (
+                "producer_frames_lost_in_crash",
+                "Frames a killed run read but never sent.",
+                "frames_lost_in_crash",
+                counter,
+            ),
+            ("producer_spool_records", "Frames waiting in the on-disk spool.", "spool_records", gauge),
+            ("producer_spool_bytes", "Bytes of the on-disk spool.", "spool_bytes", gauge),
+            ("producer_spool_torn_bytes", "Torn spool tail skipped at start.", "spool_torn_bytes", gauge),
+            (
+                "producer_read_blocked",
+                "1 while reading waits: Redis down, spool full of critical/high.",
+                "read_blocked",
+                gauge,
+            ),
+        ):
+            extra = getattr(s, attr, None)  # spool fields (common.spool); absent without one
+            if extra is not None:
+                spool_fam: Metric = make(name, doc, ["source"])
+                spool_fam.add_metric([src], float(extra))  # type: ignore[attr-defined]
+                yield spool_fam
         connected = gauge("producer_device_connected", "1 while the device is open.", ["source"])
         connected.add_metric([src], 1.0 if s.connected else 0.0)
         yield connected
@@ -143,10 +173,14 @@ class ProducerTelemetry:
         return fam
 
     def _breaker_states(self) -> Mapping[str, str]:
-        try:
-            return self.breakers()
-        except Exception:
-            return {}
+        states = {
+            link: str(getattr(self.stats, f"{link}_breaker"))
+            for link in ("device", "redis")
+            if hasattr(self.stats, f"{link}_breaker")
+        }
+        with contextlib.suppress(Exception):  # a broken probe: the stats' own states still answer
+            states.update(self.breakers())
+        return states
 
     def ready(self) -> Readiness:
         r = readiness({"device_connected": self.stats.connected}, self.breakers)
