@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import psycopg
-from psycopg import sql
 
 logger = logging.getLogger(__name__)
 
@@ -26,25 +25,13 @@ def partition_name(table: str, day: date) -> str:
 
 
 def ensure_partitions(conn: psycopg.Connection[tuple[object, ...]], first: date, last: date) -> int:
-    """Create the daily partitions for every day in [first, last]; return how many were new."""
-    existing = set(list_partitions(conn))
-    created = 0
-    day = first
-    while day <= last:
-        for table in PARTITIONED:
-            name = partition_name(table, day)
-            if name in existing:
-                continue
-            lo = datetime(day.year, day.month, day.day).isoformat() + "+00"
-            hi_day = day + timedelta(days=1)
-            hi = datetime(hi_day.year, hi_day.month, hi_day.day).isoformat() + "+00"
-            conn.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-                    sql.Identifier(name), sql.Identifier(table), sql.Literal(lo), sql.Literal(hi)
-                )
-            )
-            created += 1
-        day += timedelta(days=1)
+    """Create the daily partitions for every day in [first, last]; return how many were new.
+
+    Runs the SECURITY DEFINER function ``ensure_partitions`` (writer/migrations/002_roles.sql):
+    only the table owner may attach partitions, and the writer role owns nothing.
+    """
+    row = conn.execute("SELECT ensure_partitions(%s, %s)", [first, last]).fetchone()
+    created = int(row[0]) if row else 0  # type: ignore[call-overload]
     if created:
         logger.info("created %d partitions for %s..%s", created, first, last)
     return created
@@ -62,16 +49,13 @@ def list_partitions(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
 
 
 def drop_partitions_before(conn: psycopg.Connection[tuple[object, ...]], cutoff: date) -> list[str]:
-    """Drop every daily partition whose day is before ``cutoff``; return the names dropped."""
-    dropped = []
-    for name in sorted(list_partitions(conn)):
-        match = _SUFFIX.search(name)
-        if not match:
-            continue
-        day = datetime.strptime(match.group(1), "%Y%m%d").date()
-        if day < cutoff:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
-            dropped.append(name)
+    """Drop every daily partition whose day is before ``cutoff``; return the names dropped.
+
+    Runs the SECURITY DEFINER function ``drop_partitions_before``, which refuses a cutoff newer
+    than ``retention_policy.min_retention_days`` (SQLSTATE 42501).
+    """
+    row = conn.execute("SELECT drop_partitions_before(%s)", [cutoff]).fetchone()
+    dropped = [str(n) for n in row[0]] if row else []  # type: ignore[attr-defined]
     if dropped:
         logger.info("retention: dropped %d partitions older than %s", len(dropped), cutoff)
     return dropped
