@@ -4,8 +4,8 @@ Pure part (top): python-OBD values (pint quantities, strings, DTC lists) -> Chan
 units of common/units.py, and the per-PID schedule. I/O part (bottom): ``ObdSource``.
 python-OBD is GPL-2.0-only: this is the only module that imports it (cli.py imports this module
 only when ``obd`` is chosen). Synchronous polling, not ``obd.Async``: on the ELM327 emulator both
-sustain the same rate (about 1.4-1.8k queries/s), and only polling gives each PID its own interval
-and sees an unplugged adapter (the Async thread swallows it).
+sustain the same rate within noise (1.2-1.8k queries/s), and only polling gives each PID its own
+interval and sees an unplugged adapter (the Async thread swallows it).
 """
 
 from __future__ import annotations

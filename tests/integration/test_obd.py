@@ -20,7 +20,7 @@ from redis import Redis
 
 from common.publish import Publisher, new_producer_id
 from common.schema import Frame, Priority, Quality, decode
-from common.settings import DEFAULT_RANGES, Settings
+from common.settings import DEFAULT_RANGES, ObdSettings, Settings
 from producers.base import ProducerStats, run_producer
 from producers.obd import ObdSource, from_settings
 from producers.validate import RangeValidator
@@ -87,7 +87,7 @@ def emulator(tmp_path: Path) -> Iterator[Emulator]:
 
 
 def make_source(emu: Emulator, pids: dict[str, float] = PIDS) -> ObdSource:
-    obd = {"url": str(emu.link), "baudrate": 38400, "pids": pids, "car_retry_s": 1.0}
+    obd = ObdSettings(url=str(emu.link), baudrate=38400, pids=pids, car_retry_s=1.0)
     return from_settings(Settings(obd=obd, _env_file=None))  # type: ignore[call-arg]
 
 
@@ -184,7 +184,8 @@ def _start_producer(
 
 def _stream(redis: Redis, settings: Settings, priority: Priority) -> list[Frame]:
     key = settings.redis.names.stream(priority)
-    return [decode(fields, priority) for _, fields in redis.xrange(key)]
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = redis.xrange(key)  # type: ignore[assignment]
+    return [decode(fields, priority) for _, fields in entries]
 
 
 def test_emulator_restart_reconnects_and_continues(emulator: Emulator, settings: Settings, redis: Redis) -> None:

@@ -33,7 +33,7 @@ from producers.obd import (
 )
 from producers.validate import RangeValidator
 
-python_obd = obd_source.obd  # the GPL library, reached only through the producer module
+python_obd: Any = obd_source.obd  # type: ignore[attr-defined]  # the GPL library, only via the producer
 Status = python_obd.OBDStatus
 
 
@@ -151,8 +151,9 @@ def test_settings_reject_bad_pids() -> None:
     with pytest.raises(ValueError, match="at least one"):
         ObdSettings(pids={})
     with pytest.raises(ConfigError, match="NOT_A_PID"):
-        from_settings(Settings(obd={"pids": {"NOT_A_PID": 1.0}}, _env_file=None))  # type: ignore[call-arg]
-    src = from_settings(Settings(obd={"url": "socket://h:1", "pids": {"RPM": 0.5}}, _env_file=None))  # type: ignore[call-arg]
+        from_settings(Settings(obd=ObdSettings(pids={"NOT_A_PID": 1.0}), _env_file=None))  # type: ignore[call-arg]
+    cfg = ObdSettings(url="socket://h:1", pids={"RPM": 0.5})
+    src = from_settings(Settings(obd=cfg, _env_file=None))  # type: ignore[call-arg]
     assert (src.device, src.schedule.intervals) == ("h:1", {"RPM": 0.5})
 
 
