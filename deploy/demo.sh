@@ -11,9 +11,10 @@ telemetry-admin migrate
 pids=()
 trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait' INT TERM EXIT
 telemetry-write --consumer demo-writer-1 & pids+=($!)
-telemetry-write --consumer demo-writer-2 & pids+=($!)
+TELEMETRY_HTTP__PORT=9118 telemetry-write --consumer demo-writer-2 & pids+=($!)
 telemetry-produce simulate & pids+=($!)
 echo "pipeline running; in another shell:"
+echo "  telemetry-admin status            # live view; metrics: curl 127.0.0.1:9108/metrics (writer), :9109 (producer)"
 echo "  telemetry-admin streams"
 echo "  psql -h 127.0.0.1 -U postgres -c 'select device, channel, value, observed_at from telemetry.current_state'"
 wait

@@ -17,6 +17,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# docker-compose (v1, Debian) validates docker-compose.yml in tests/ops; no engine is needed,
+# so not its recommended docker.io.
+if ! command -v docker-compose >/dev/null; then
+  log "installing docker-compose (config validation only)"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+fi
+
 # ---- Redis ------------------------------------------------------------------------------
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   log "starting redis-server"

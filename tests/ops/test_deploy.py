@@ -109,7 +109,8 @@ def test_redis_conf_persists_and_never_evicts() -> None:
     assert conf["maxmemory-policy"] == "noeviction"
     assert conf["aclfile"] == "/usr/local/etc/redis/users.acl"
     mounts = compose()["services"]["redis"]["volumes"]
-    assert "./deploy/redis/users.acl:/usr/local/etc/redis/users.acl:ro" in mounts
+    assert "./deploy/secrets/users.acl:/usr/local/etc/redis/users.acl:ro" in mounts  # rendered from the template
+    assert "render-acl.sh" in (REPO / "deploy" / "make-secrets.sh").read_text()
 
 
 def test_systemd_units_run_the_console_scripts() -> None:
