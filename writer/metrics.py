@@ -127,6 +127,15 @@ class WriterTelemetry:
         for reason, n in sorted(dict(s.dead_letters).items()):
             dead.add_metric([reason], n)
         yield dead
+        latency = gauge(
+            "writer_e2e_latency_seconds",
+            "Producer receipt to commit, per priority (since start).",
+            ["priority", "quantile"],
+        )
+        for prio, hist in sorted(dict(getattr(s, "latency", {})).items()):
+            for q in (0.5, 0.95, 0.99):
+                latency.add_metric([prio, str(q)], hist.percentile(q))
+        yield latency
         connected = gauge("writer_pg_connected", "1 while the writer holds a PostgreSQL connection.")
         connected.add_metric([], 1.0 if s.pg_connected else 0.0)
         yield connected
@@ -202,10 +211,12 @@ class WriterTelemetry:
         self._pg = None
 
     def _breaker_states(self) -> dict[str, str]:
-        try:
-            return dict(self.breakers())
-        except Exception:
-            return {}
+        states = {}
+        if self.stats is not None and hasattr(self.stats, "pg_breaker"):
+            states["postgres"] = str(self.stats.pg_breaker)
+        with contextlib.suppress(Exception):  # a broken probe: the loop's own state still answers
+            states.update(self.breakers())
+        return states
 
     # ---- endpoints ---------------------------------------------------------------------
     def ready(self) -> Readiness:
@@ -217,7 +228,7 @@ class WriterTelemetry:
             checks["postgres"] = True
         except (psycopg.Error, OSError):
             self._close_pg()
-        return readiness(checks, self.breakers)
+        return readiness(checks, self._breaker_states)
 
     def summary_dict(self) -> dict[str, Any]:
         s = self.stats
@@ -232,6 +243,8 @@ class WriterTelemetry:
                 "duplicates": s.duplicates,
                 "dead_letters": dict(s.dead_letters),
                 "pg_connected": s.pg_connected,
+                "pg_breaker": getattr(s, "pg_breaker", None),
+                "e2e_latency": {p: h.summary() for p, h in sorted(dict(getattr(s, "latency", {})).items())},
             },
         }
 

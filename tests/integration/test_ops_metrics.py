@@ -181,9 +181,15 @@ def test_writer_metrics_match_the_traffic(traffic: dict[str, Any]) -> None:
     assert got[("telemetry_sequence_missing_frames", frozenset({("source", "jsonl")}))] == 0
     assert got[("telemetry_producers_with_gaps", frozenset({("source", "simulate")}))] == 1
     assert got[("telemetry_collector_up", frozenset({("part", "redis")}))] == 1
+    assert got[("telemetry_breaker_state", frozenset({("link", "postgres")}))] == 0  # closed
+    assert got[("telemetry_writer_e2e_latency_seconds", frozenset({("priority", "high"), ("quantile", "0.95")}))] > 0
     assert got[("telemetry_collector_up", frozenset({("part", "postgres")}))] == 1
     status, body = get(traffic["writer_url"] + "/readyz")
-    assert status == 200 and json.loads(body)["checks"] == {"redis": True, "postgres": True}
+    assert status == 200 and json.loads(body)["checks"] == {
+        "redis": True,
+        "postgres": True,
+        "breaker_postgres_closed": True,
+    }
 
 
 def test_writer_summary_per_operation(traffic: dict[str, Any]) -> None:
@@ -263,9 +269,10 @@ def test_grafana_dashboard_uses_only_exported_metrics(traffic: dict[str, Any]) -
         exported |= {fam.name for fam in text_string_to_metric_families(get(url + "/metrics")[1].decode())}
     dashboard = json.loads((REPO / "deploy" / "grafana" / "dashboards" / "telemetry.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    used = {re.sub(r"_(total|bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\btelemetry_[a-z_]+", e)}
+    used = {
+        re.sub(r"_(total|bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"\btelemetry_[a-z0-9_]+", e)
+    }
     assert used and used <= exported, f"dashboard uses metrics no process exports: {sorted(used - exported)}"
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
     for topic in ("committed", "lag", "dead letters", "drops", "latency", "device"):
         assert topic in titles, topic
-    assert all(not n.startswith("telemetry_") or n.startswith("telemetry_") for n in exported)
