@@ -225,6 +225,7 @@ class GpsNmeaSettings(Section):
     url: str = "/dev/gps0"
     """Any pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://..., loop://"""
     baudrate: int = 4800
+    """Serial speed (ignored by socket:// and pty URLs); u-blox at 10 Hz needs 115200."""
     device: str | None = None
     """Device name; default the last part of ``url`` (``gps0`` for /dev/gps0)."""
     strict_checksum: bool = False
@@ -281,6 +282,7 @@ class DynoUdpSettings(Section):
     group: str = "224.0.2.10"
     """JETDRIVE multicast group; a unicast address (127.0.0.1) listens point-to-point instead."""
     port: int = Field(default=22344, ge=1, le=65535)
+    """UDP port (bound with SO_REUSEADDR: several JETDRIVE nodes can share a PC)."""
     interface: str = "0.0.0.0"
     """IPv4 address of the interface to join the group on; 0.0.0.0 = chosen by the routing table."""
     host_id: int = Field(default=0, ge=0, le=0xFFFE)
@@ -305,7 +307,9 @@ class MtsAuxSettings(Section):
 
 class AfrSerialSettings(Section):
     url: str = "/dev/afr0"
+    """pyserial URL of the Innovate MTS serial port (/dev/ttyUSB0, socket://host:port, ...)."""
     baudrate: int = 19200
+    """MTS runs at 19200 baud, 8N1."""
     device: str | None = None
     """Device name of the whole daisy chain; default ``mts-<port name>``."""
     lambda_names: list[str] = Field(default_factory=list)

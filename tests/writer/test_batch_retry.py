@@ -10,10 +10,10 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from common.schema import Channel, Frame, Priority
+from common.streams import StreamNames
 from writer.batch import Batcher
 from writer.read import Entry, _entries
 from writer.retry import describe, is_transient
-from common.streams import StreamNames
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 
