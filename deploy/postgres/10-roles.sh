@@ -32,13 +32,8 @@ psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname "$db" -
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 SELECT format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION telemetry_owner', :'schema') \gexec
 SELECT format('GRANT USAGE ON SCHEMA %I TO telemetry_writer', :'schema') \gexec
--- Tables the migration (run as telemetry_owner) creates later: the writer may read and write rows.
-SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE telemetry_owner IN SCHEMA %I'
-              ' GRANT SELECT, INSERT, UPDATE ON TABLES TO telemetry_writer', :'schema') \gexec
--- The writer also creates tomorrow's daily partitions and drops those past retention
--- (writer/partitions.py), which PostgreSQL allows only to the owner of the partitioned
--- table. Until that job moves to a process running as telemetry_owner, the writer is a
--- member of the owner role. Remove this grant if partitions are maintained elsewhere.
-GRANT telemetry_owner TO telemetry_writer;
+-- Table privileges come from writer/migrations/002_roles.sql (run by `telemetry-admin migrate`
+-- as telemetry_owner): only the DML the writer needs, and partition maintenance through two
+-- SECURITY DEFINER functions. The writer is not a member of the owner role.
 SQL
 echo "telemetry: database $db, schema $schema, roles telemetry_owner and telemetry_writer ready"
