@@ -21,7 +21,8 @@ from common.streams import StreamNames
 
 def new_producer_id(name: str) -> str:
     """``<name>/<run>``: the run part is new on every start, so keys are never reused."""
-    run = f"{time.time_ns() // 1_000_000:x}-{os.urandom(3).hex()}"
+    # ms timestamp + 64 random bits: two starts in the same millisecond still differ.
+    run = f"{time.time_ns() // 1_000_000:x}-{os.urandom(8).hex()}"
     return f"{name}/{run}"
 
 

@@ -162,7 +162,7 @@ def test_stop_publishes_what_was_read() -> None:
 
 
 def test_producer_ids_are_never_reused() -> None:
-    assert len({new_producer_id("x") for _ in range(1000)}) == 1000
+    assert len({new_producer_id("x") for _ in range(100_000)}) == 100_000
 
 
 # ---- simulate and jsonl -------------------------------------------------------------
