@@ -40,7 +40,7 @@ from writer.pg import mask_dsn, open_pool
 from writer.pg_copy import write_frames
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.retry import describe, is_transient
-from writer.trim import trim_acked
+from writer.trim import trim_acked, unread_deletions
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class WriterStats:
     batches: int = 0
     claimed: int = 0
     trimmed: int = 0
+    unread_deletions: int = 0
+    """Times a trim pass found entries deleted before the group read them (a stream was cut)."""
     dead_letters: Counter[str] = field(default_factory=Counter)
     pg_errors: int = 0
     redis_errors: int = 0
@@ -156,6 +158,13 @@ class Writer:
             self.next_trim = self.clock() + self.w.trim_interval_s
             t0 = time.perf_counter()
             trimmed = trim_acked(self.redis, self.names)
+            for key in unread_deletions(self.redis, self.names):
+                self.stats.unread_deletions += 1
+                logger.error(
+                    "entries of %s were deleted before the writer read them (XTRIM/MAXLEN by someone"
+                    " else?); the frames lost show as sequence gaps in producer_progress",
+                    key,
+                )
             self.observe("trim", time.perf_counter() - t0, True, trimmed)
             self.stats.trimmed += trimmed
 

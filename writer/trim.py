@@ -2,7 +2,9 @@
 
 For each stream the safe point is the oldest pending entry of any group, or just past the
 last delivered ID when nothing is pending; ``XTRIM MINID`` removes only entries below it.
-Entries not yet delivered to a group are never trimmed. No PostgreSQL here.
+Entries not yet delivered to a group are never trimmed. ``unread_deletions`` notices the
+opposite: someone else deleting entries the group has not read (``XADD ... MAXLEN`` with a
+stolen producer password, a manual ``XTRIM``). No PostgreSQL here.
 """
 
 from __future__ import annotations
@@ -44,3 +46,25 @@ def trim_acked(redis: Redis, names: StreamNames) -> int:
         if point is not None and point != "0-1":
             removed += int(redis.xtrim(key, minid=point, approximate=False))
     return removed
+
+
+def unread_deletions(redis: Redis, names: StreamNames) -> list[str]:
+    """Priority streams where entries were deleted before the writer group read them.
+
+    The group's ``lag`` counts entries added but not yet delivered; if it exceeds what the
+    stream still holds, some were deleted unread (Redis 7.0 does not mark MAXLEN trims in
+    ``max-deleted-entry-id``). A null lag means the same (XDEL past the group's position).
+    Our own trimming never deletes past the group's position. A deletion of only part of
+    the undelivered entries is not always seen here; the sequence-gap metric
+    (``producer_progress``) counts every lost frame either way.
+    """
+    hit = []
+    for key in names.streams:
+        for group in redis.xinfo_groups(key):
+            name = group["name"]
+            if (name.decode() if isinstance(name, bytes) else name) != names.group:
+                continue
+            lag = group.get("lag", 0)
+            if lag is None or lag > int(redis.xlen(key)):
+                hit.append(key)
+    return hit

@@ -233,7 +233,7 @@ class _Pacer:
         a writer has created the group)."""
         key = self.names.stream(Priority.BULK)
         try:
-            groups = self.redis.xinfo_groups(key)  # type: ignore[no-untyped-call]
+            groups = self.redis.xinfo_groups(key)
         except ResponseError:  # no stream yet
             return 0
         for g in groups:

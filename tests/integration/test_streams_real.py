@@ -12,7 +12,7 @@ from common.settings import Settings
 from writer import deadletter
 from writer.read import ensure_groups, read_entries, reclaim
 from writer.stream_status import stream_status
-from writer.trim import trim_acked
+from writer.trim import trim_acked, unread_deletions
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +80,16 @@ def test_dead_letter_and_replay_on_real_redis(redis: Redis, settings: Settings) 
     (replayed,) = read_entries(redis, names, "c", count=10, block_ms=10)
     assert replayed.id != entry.id and replayed.stream == key
     assert replayed.fields == {b"v": b"1", b"junk": b"\x00\xff"}
+
+
+def test_deletions_before_the_group_read_are_noticed(redis: Redis, settings: Settings) -> None:
+    names = settings.redis.names
+    ensure_groups(redis, names)
+    key = names.stream(Priority.NORMAL)
+    ids = [redis.xadd(key, {"n": str(i)}) for i in range(6)]
+    read_entries(redis, names, "c", count=3, block_ms=10)
+    redis.xack(key, names.group, *ids[:3])
+    trim_acked(redis, names)
+    assert unread_deletions(redis, names) == []  # our own trimming never cuts unread entries
+    redis.xadd(key, {"n": "x"}, maxlen=1, approximate=False)  # what a stolen producer password can do
+    assert unread_deletions(redis, names) == [key]
