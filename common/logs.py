@@ -13,9 +13,7 @@ def setup_logging(level: str = "INFO") -> None:
         {
             "version": 1,
             "disable_existing_loggers": False,
-            "formatters": {
-                "plain": {"format": "%(asctime)sZ %(levelname)s %(name)s[%(process)d]: %(message)s"}
-            },
+            "formatters": {"plain": {"format": "%(asctime)sZ %(levelname)s %(name)s[%(process)d]: %(message)s"}},
             "handlers": {
                 "stderr": {
                     "class": "logging.StreamHandler",

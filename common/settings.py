@@ -412,4 +412,3 @@ def load_settings(**overrides: Any) -> Settings:
             var = ENV_PREFIX + "__".join(loc).upper()
             problems.append(f"{var}: {err['msg']}")
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None
-

@@ -59,9 +59,7 @@ def parse_line(line: bytes, lineno: int, received_at: datetime, monotonic_ns: in
         raise ParseError(f"line {lineno}: unknown priority {obj.get('priority')!r}", "schema") from None
     observed_at = _time(obj.get("observed_at"), lineno) or received_at
     channels = _channels(obj.get("channels"), lineno)
-    return Frame(
-        "jsonl", device, observed_at, received_at, monotonic_ns, channels, session, priority=priority
-    )
+    return Frame("jsonl", device, observed_at, received_at, monotonic_ns, channels, session, priority=priority)
 
 
 def _time(raw: Any, lineno: int) -> datetime | None:
@@ -97,9 +95,7 @@ def _channels(raw: Any, lineno: int) -> tuple[Channel, ...]:
             if not isinstance(unit, str) or len(unit) > 32:
                 raise ParseError(f"line {lineno}: channel {name[:40]!r}: bad unit", "schema")
         if isinstance(value, bool) or not (value is None or isinstance(value, int | float | str)):
-            raise ParseError(
-                f"line {lineno}: channel {name[:40]!r}: value must be number, string or null", "schema"
-            )
+            raise ParseError(f"line {lineno}: channel {name[:40]!r}: value must be number, string or null", "schema")
         if isinstance(value, int):
             value = float(value)
         if isinstance(value, float) and not math.isfinite(value):

@@ -107,9 +107,7 @@ class SimulateSource:
         for dev in self.devices:
             if self.exhausted:
                 break
-            channels = tuple(
-                Channel(name, simulated_value(i, n), unit) for i, (name, unit) in enumerate(self.specs)
-            )
+            channels = tuple(Channel(name, simulated_value(i, n), unit) for i, (name, unit) in enumerate(self.specs))
             frames.append(Frame("simulate", dev, now, now, mono, channels, priority=self.priority))
             self.emitted += 1
         return frames

@@ -150,8 +150,9 @@ def _add_import(sub: Any) -> None:
     p.add_argument("--device", help="fixed device name (default: the file name without extension)")
     p.add_argument("--device-column", dest="device_column")
     p.add_argument("--time-column", dest="time_column")
-    p.add_argument("--time-format", dest="time_format",
-                   help="iso|epoch_s|epoch_ms|elapsed_s|elapsed_ms|strptime pattern")
+    p.add_argument(
+        "--time-format", dest="time_format", help="iso|epoch_s|epoch_ms|elapsed_s|elapsed_ms|strptime pattern"
+    )
     p.add_argument("--session")
     p.add_argument("--no-watch", action="store_true", help="print the job id and return without a progress bar")
     p.set_defaults(fn=admin_import)

@@ -179,7 +179,9 @@ def test_parse_line_accepts_both_channel_forms() -> None:
     fr = parse_line(
         b'{"device":"pump","observed_at":"2026-11-23T11:00:00+01:00","priority":"high",'
         b'"channels":{"p":1.5,"state":"on","t":{"value":20,"unit":"degC"},"gone":null}}',
-        1, T, 5,
+        1,
+        T,
+        5,
     )
     assert fr.observed_at == datetime(2026, 11, 23, 10, tzinfo=UTC)
     assert fr.priority is Priority.HIGH

@@ -57,16 +57,16 @@ def test_replay_restores_fields_byte_for_byte_to_the_original_priority(r: Redis)
     r.xadd(crit, {"v": "1", "blob": b"\x01\x02"})
     (entry,) = read_entries(r, NAMES, "c1", count=10, block_ms=1)
     deadletter.dead_letter(r, NAMES, [(entry, "sqlstate:23514", "no partition")], "c1")
-    (did, _), = deadletter.list_dead(r, NAMES)
+    ((did, _),) = deadletter.list_dead(r, NAMES)
     deadletter.replay(r, NAMES, [did])
     assert r.xlen(NAMES.deadletter) == 0
-    (_, fields), = r.xrange(crit, min="(" + entry.id.decode())
+    ((_, fields),) = r.xrange(crit, min="(" + entry.id.decode())
     assert fields == {b"v": b"1", b"blob": b"\x01\x02"}
 
 
 def test_replay_refuses_a_foreign_target_stream(r: Redis) -> None:
     r.xadd(NAMES.deadletter, {"stream": "{t}:deadletter", "orig.v": "1"})
-    (did, _), = deadletter.list_dead(r, NAMES)
+    ((did, _),) = deadletter.list_dead(r, NAMES)
     with pytest.raises(ValueError, match="not a priority stream"):
         deadletter.replay(r, NAMES, [did])
 
