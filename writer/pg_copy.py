@@ -11,6 +11,7 @@ sees the conflict. No Redis here; the caller acks after this returns.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,9 +34,15 @@ READINGS_TYPES = [
     "timestamptz", "timestamptz", "text", "text", "text", "float8", "text", "text", "text", "text", "text", "int8",
 ]  # fmt: skip
 
+# The batch's keys go to a temporary table by binary COPY (C-formatted; array parameters
+# are dumped in Python, which cost a tenth of the writer's time), then into the ledger.
+_CREATE_BATCH_KEYS = (
+    "CREATE TEMP TABLE IF NOT EXISTS batch_keys (producer text, seq int8, observed_at timestamptz)"
+    " ON COMMIT DELETE ROWS"
+)
+_COPY_BATCH_KEYS = "COPY batch_keys (producer, seq, observed_at) FROM STDIN (FORMAT BINARY)"
 _INSERT_KEYS = (
-    "INSERT INTO frame_keys (producer, seq, observed_at)"
-    " SELECT * FROM unnest(%s::text[], %s::int8[], %s::timestamptz[])"
+    "INSERT INTO frame_keys (producer, seq, observed_at) SELECT producer, seq, observed_at FROM batch_keys"
     " ON CONFLICT DO NOTHING RETURNING producer, seq"
 )
 _UPSERT_STATE = (
@@ -60,6 +67,10 @@ _INSERT_SNAPSHOT = (
 )
 
 
+_HAS_BATCH_KEYS: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+"""Connections whose session already has the temporary batch_keys table."""
+
+
 @dataclass
 class BatchResult:
     frames: int = 0
@@ -75,11 +86,16 @@ def write_frames(
 ) -> BatchResult:
     """Commit ``frames`` exactly once per key; raise psycopg errors (the caller classifies)."""
     result = BatchResult()
+    if conn not in _HAS_BATCH_KEYS:
+        # Outside the batch transaction: a rolled-back batch must not take the table with it.
+        conn.execute(_CREATE_BATCH_KEYS)
+        _HAS_BATCH_KEYS.add(conn)
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(
-            _INSERT_KEYS,
-            [[f.producer for f in frames], [f.seq for f in frames], [f.observed_at for f in frames]],
-        )
+        with cur.copy(_COPY_BATCH_KEYS) as copy:
+            copy.set_types(["text", "int8", "timestamptz"])
+            for f in frames:
+                copy.write_row((f.producer, f.seq, f.observed_at))
+        cur.execute(_INSERT_KEYS)
         new_keys = set(cur.fetchall())
         fresh = []
         for f in frames:

@@ -26,6 +26,8 @@ SELECT format('CREATE DATABASE %I OWNER telemetry_owner', :'db')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \gexec
 SELECT format('GRANT CONNECT ON DATABASE %I TO telemetry_writer', :'db') \gexec
+-- TEMPORARY: the writer stages each batch's keys in a session temp table (writer/pg_copy.py).
+SELECT format('GRANT TEMPORARY ON DATABASE %I TO telemetry_writer', :'db') \gexec
 SQL
 
 psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname "$db" -v schema="$schema" <<'SQL'
