@@ -111,7 +111,7 @@ class PostgresSettings(Section):
 class WriterSettings(Section):
     batch_max_rows: int = Field(default=20_000, ge=1)
     """Flush a batch when it holds this many readings (rows)."""
-    batch_max_age_ms: int = Field(default=250, ge=0)
+    batch_max_age_ms: int = Field(default=100, ge=0)
     """Flush a batch when its oldest entry has waited this long. Critical/high never wait."""
     read_count: int = Field(default=1000, ge=1)
     """XREADGROUP COUNT, per stream."""
@@ -121,7 +121,7 @@ class WriterSettings(Section):
     """Entries pending this long on another consumer are claimed (XAUTOCLAIM)."""
     reclaim_interval_s: float = Field(default=5.0, gt=0)
     """How often to look for entries left pending by dead replicas."""
-    trim_interval_s: float = Field(default=10.0, gt=0)
+    trim_interval_s: float = Field(default=2.0, gt=0)
     """How often to trim acknowledged entries from the priority streams."""
     consumer: str | None = None
     """Consumer name; default ``<hostname>-<pid>``."""

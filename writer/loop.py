@@ -8,18 +8,14 @@ are reclaimed). Entries are acked only after their frames are committed or dead-
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import sys
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -27,45 +23,23 @@ from common.backoff import Backoff
 from common.breaker import Breaker
 from common.errors import DecodeError
 from common.redis_client import connect_redis
-from common.schema import decode
+from common.schema import Priority, decode
 from common.settings import Settings
 from common.streams import consumer_name
 from writer import faults
 from writer.ack import ack, until_done
 from writer.batch import Batcher, Item
 from writer.deadletter import dead_letter
-from writer.latency import LatencyHistogram, record_latency
-from writer.partitions import maintain
-from writer.pg import mask_dsn, open_pool
+from writer.gate import CHECK_EVERY, NoGate, UrgentGate
+from writer.latency import record_latency
+from writer.pg import PgLink, mask_dsn
 from writer.pg_copy import write_frames
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.retry import describe, is_transient
+from writer.stats import WriterStats
 from writer.trim import trim_acked, unread_deletions
 
 logger = logging.getLogger(__name__)
-
-PARTITION_CHECK_S = 600.0
-
-
-@dataclass
-class WriterStats:
-    frames: int = 0
-    rows: int = 0
-    duplicates: int = 0
-    batches: int = 0
-    claimed: int = 0
-    trimmed: int = 0
-    unread_deletions: int = 0
-    """Times a trim pass found entries deleted before the group read them (a stream was cut)."""
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    pg_errors: int = 0
-    redis_errors: int = 0
-    pg_connected: bool = False
-    pg_breaker: str = "closed"
-    """State of the circuit breaker on the PostgreSQL link: closed, open or half_open."""
-    last_commit_at: float | None = None
-    latency: dict[str, LatencyHistogram] = field(default_factory=dict)
-    """End-to-end latency per priority: commit time minus the producer's received_at."""
 
 
 Observer = Callable[[str, float, bool, int], None]
@@ -76,32 +50,58 @@ def _ignore(_op: str, _seconds: float, _ok: bool, _rows: int) -> None:
     pass
 
 
+URGENT = (Priority.CRITICAL, Priority.HIGH)
+URGENT_SWITCH_INTERVAL_S = 0.0005
+MAIN = (Priority.NORMAL, Priority.LOW, Priority.BULK)
+
+
 class Writer:
-    def __init__(self, settings: Settings, redis: Redis, consumer: str, clock: Callable[[], float] = time.monotonic):
+    """One lane of a writer replica: reads the streams of ``priorities`` and commits them.
+
+    A replica runs two lanes in two threads (``run_writer``), each with its own Redis and
+    PostgreSQL connections: critical and high never wait behind a bulk COPY.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        consumer: str,
+        clock: Callable[[], float] = time.monotonic,
+        priorities: Sequence[Priority] = tuple(Priority),
+        lane: str = "main",
+        stats: WriterStats | None = None,
+        gate: UrgentGate | None = None,
+    ):
         self.s = settings
         self.w = settings.writer
         self.redis = redis
         self.names = settings.redis.names
         self.consumer = consumer
         self.clock = clock
-        self.stats = WriterStats()
+        self.stats = stats or WriterStats()
+        self.lane = lane
+        self.gate = gate or NoGate()
+        self.urgent = lane == "urgent"
+        # Only the main lane pauses for the urgent one (the urgent lane would wait on itself).
+        self.checkpoint = NoGate().checkpoint if self.urgent else self.gate.checkpoint
+        self.keys = tuple(self.names.stream(p) for p in priorities)
         self.batch = Batcher(self.w.batch_max_rows, self.w.batch_max_age_ms / 1000)
-        self.pool: ConnectionPool | None = None
-        self.pg: psycopg.Connection[Any] | None = None
+        self.link = PgLink(settings, lambda up: self.stats.pg_links.__setitem__(lane, up), clock)
         self.pg_breaker = Breaker("postgres", failures=3, open_s=5.0, successes=1, clock=clock)
         self.pg_backoff = Backoff(base=0.2, cap=10.0)
         self.redis_backoff = Backoff(base=0.1, cap=5.0)
         self.next_reclaim = 0.0
         self.next_trim = 0.0
-        self.next_partitions = 0.0
         self.last_snapshot: dict[tuple[str, str, str | None], float] = {}
         self.observe: Observer = _ignore
 
     # ---- the loop -------------------------------------------------------------------
     def run(self, stop: threading.Event) -> WriterStats:
         logger.info(
-            "writer %s starting (postgres %s, namespace %s)",
+            "writer %s lane %s starting (postgres %s, namespace %s)",
             self.consumer,
+            self.lane,
             mask_dsn(self.s.postgres.dsn),
             self.names.namespace,
         )
@@ -110,12 +110,13 @@ class Writer:
             try:
                 if first:
                     ensure_groups(self.redis, self.names)
-                    self._ingest(read_entries(self.redis, self.names, self.consumer, self.w.read_count, 0, True))
+                    pending = read_entries(self.redis, self.names, self.consumer, self.w.read_count, 0, True, self.keys)
+                    self._ingest(pending)
                     first = False
                 self._step(stop)
                 self.redis_backoff.reset()
             except RedisError as exc:
-                self.stats.redis_errors += 1
+                self._add(redis_errors=1)
                 if is_nogroup(exc):
                     logger.warning("consumer group missing (Redis lost its data?); recreating at 0")
                     first = True
@@ -124,12 +125,11 @@ class Writer:
                 logger.warning("redis error: %s; retry in %.2fs", exc, delay)
                 stop.wait(delay)
         self._flush_all(stop, final=True)
-        self._release_connection()
-        if self.pool is not None:
-            self.pool.close()
+        self.link.close()
         logger.info(
-            "writer %s stopped: frames=%d rows=%d duplicates=%d dead_letters=%s",
+            "writer %s lane %s stopped: frames=%d rows=%d duplicates=%d dead_letters=%s",
             self.consumer,
+            self.lane,
             self.stats.frames,
             self.stats.rows,
             self.stats.duplicates,
@@ -142,36 +142,44 @@ class Writer:
         if now >= self.next_reclaim:
             self.next_reclaim = now + self.w.reclaim_interval_s
             t0 = time.perf_counter()
-            claimed = reclaim(self.redis, self.names, self.consumer, self.w.claim_idle_ms, self.w.read_count)
+            claimed = reclaim(self.redis, self.names, self.consumer, self.w.claim_idle_ms, self.w.read_count, self.keys)
             self.observe("reclaim", time.perf_counter() - t0, True, len(claimed))
-            self.stats.claimed += len(claimed)
+            self._add(claimed=len(claimed))
             self._ingest(claimed)
         wait = self.batch.wait_s(now, self.w.block_ms / 1000)
         t0 = time.perf_counter()
-        entries = read_entries(self.redis, self.names, self.consumer, self.w.read_count, max(1, int(wait * 1000)))
+        block_ms = max(1, int(wait * 1000))
+        entries = read_entries(self.redis, self.names, self.consumer, self.w.read_count, block_ms, keys=self.keys)
         self.observe("read", time.perf_counter() - t0, True, len(entries))
         if entries:
             faults.hit("after_read")
-        self._ingest(entries)
-        self._flush_all(stop, final=False)
+        if entries and self.urgent:
+            with self.gate.urgent():  # the main lane pauses until these are committed and acked
+                self._ingest(entries)
+                self._flush_all(stop, final=False)
+        else:
+            self._ingest(entries)
+            self._flush_all(stop, final=False)
         if self.clock() >= self.next_trim:
             self.next_trim = self.clock() + self.w.trim_interval_s
             t0 = time.perf_counter()
-            trimmed = trim_acked(self.redis, self.names)
-            for key in unread_deletions(self.redis, self.names):
-                self.stats.unread_deletions += 1
+            trimmed = trim_acked(self.redis, self.names, self.keys)
+            for key in unread_deletions(self.redis, self.names, self.keys):
+                self._add(unread_deletions=1)
                 logger.error(
                     "entries of %s were deleted before the writer read them (XTRIM/MAXLEN by someone"
                     " else?); the frames lost show as sequence gaps in producer_progress",
                     key,
                 )
             self.observe("trim", time.perf_counter() - t0, True, trimmed)
-            self.stats.trimmed += trimmed
+            self._add(trimmed=trimmed)
 
     def _ingest(self, entries: list[Entry]) -> None:
         now = self.clock()
         bad: list[tuple[Entry, str, str]] = []
-        for entry in entries:
+        for i, entry in enumerate(entries):
+            if not i % CHECK_EVERY:
+                self.checkpoint()
             try:
                 frame = decode(entry.fields, entry.priority)
             except DecodeError as exc:
@@ -193,37 +201,38 @@ class Writer:
         while True:
             if not self.pg_breaker.allow():
                 # Open breaker: do not hammer a database that keeps failing; probe after open_s.
-                self.stats.pg_breaker = self.pg_breaker.state.value
+                self._set_breaker()
                 if stop.wait(self.pg_breaker.retry_in() or 0.05):
                     logger.warning("stopping with %d frames uncommitted; they stay pending for reclaim", len(items))
                     return
                 continue
             try:
-                conn = self._connection()
+                conn = self.link.connection()
                 committed, failed = self._write_isolating(conn, items)
                 self.pg_breaker.success()
-                self.stats.pg_breaker = self.pg_breaker.state.value
+                self._set_breaker()
                 break
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                self.stats.pg_errors += 1
+                self._add(pg_errors=1)
                 self.pg_breaker.failure()
-                self.stats.pg_breaker = self.pg_breaker.state.value
-                self._drop_connection()
+                self._set_breaker()
+                self.link.drop()
                 delay = self.pg_backoff.next_delay()
                 logger.warning(
                     "postgres unavailable (%s); %d frames held, breaker %s, retry in %.2fs",
                     str(exc).strip()[:200],
                     len(items),
-                    self.stats.pg_breaker,
+                    self.pg_breaker.state.value,
                     delay,
                 )
                 if stop.wait(delay):
                     logger.warning("stopping with %d frames uncommitted; they stay pending for reclaim", len(items))
                     return
         self.pg_backoff.reset()
-        record_latency(self.stats.latency, [f for _, f in committed], time.time())
+        with self.stats.lock:
+            record_latency(self.stats.latency, [f for _, f in committed], time.time())
         faults.hit("after_commit")
         if failed:
             self._dead_letter([(e, *describe(exc)) for e, exc in failed])
@@ -233,7 +242,7 @@ class Writer:
         """Write items; on a data error split the batch in halves until the bad frames are alone."""
         t0 = time.perf_counter()
         try:
-            result = write_frames(conn, [f for _, f in items], self._snapshots(items))
+            result = write_frames(conn, [f for _, f in items], self._snapshots(items), self.checkpoint)
         except Exception as exc:
             self.observe("copy", time.perf_counter() - t0, False, 0)
             if is_transient(exc):
@@ -245,10 +254,7 @@ class Writer:
             ok2, bad2 = self._write_isolating(conn, items[mid:])
             return ok1 + ok2, bad1 + bad2
         self.observe("copy", time.perf_counter() - t0, True, result.rows)
-        self.stats.batches += 1
-        self.stats.frames += result.frames
-        self.stats.rows += result.rows
-        self.stats.duplicates += result.duplicates
+        self._add(batches=1, frames=result.frames, rows=result.rows, duplicates=result.duplicates)
         self.stats.last_commit_at = self.clock()
         logger.debug("committed %d frames (%d rows, %d duplicates)", result.frames, result.rows, result.duplicates)
         return items, []
@@ -266,34 +272,6 @@ class Writer:
                 out.append(f)
         return out
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self.pool is None:
-            self.pool = open_pool(self.s.postgres)
-        if self.pg is None:
-            self.pg = self.pool.getconn()  # checked by the pool; PoolTimeout (transient) if none
-            self.stats.pg_connected = True
-            logger.info("connected to postgres %s", mask_dsn(self.s.postgres.dsn))
-            self.next_partitions = 0.0
-        if self.clock() >= self.next_partitions:
-            self.next_partitions = self.clock() + PARTITION_CHECK_S
-            today = datetime.now(UTC).date()
-            maintain(self.pg, today, self.w.retention_days, self.w.partitions_ahead_days, drop=True)
-        return self.pg
-
-    def _drop_connection(self) -> None:
-        """After an error: close the connection (it may be half-broken) and give it back."""
-        self.stats.pg_connected = False
-        if self.pg is not None:
-            with contextlib.suppress(psycopg.Error):
-                self.pg.close()
-        self._release_connection()
-
-    def _release_connection(self) -> None:
-        if self.pg is not None and self.pool is not None:
-            with contextlib.suppress(Exception):
-                self.pool.putconn(self.pg)
-        self.pg = None
-
     # ---- Redis acks -----------------------------------------------------------------
     def _ack(self, entries: list[Entry]) -> None:
         if not entries:
@@ -306,11 +284,21 @@ class Writer:
         t0 = time.perf_counter()
         until_done(lambda: dead_letter(self.redis, self.names, failures, self.consumer), self._count_redis_error)
         self.observe("dead_letter", time.perf_counter() - t0, True, len(failures))
-        for _, error_class, _ in failures:
-            self.stats.dead_letters[error_class] += 1
+        with self.stats.lock:
+            for _, error_class, _ in failures:
+                self.stats.dead_letters[error_class] += 1
 
     def _count_redis_error(self) -> None:
-        self.stats.redis_errors += 1
+        self._add(redis_errors=1)
+
+    def _add(self, **deltas: int) -> None:
+        """Add to the stats counters (shared by both lanes, so under their lock)."""
+        with self.stats.lock:
+            for name, n in deltas.items():
+                setattr(self.stats, name, getattr(self.stats, name) + n)
+
+    def _set_breaker(self) -> None:
+        self.stats.breakers[self.lane] = self.pg_breaker.state.value
 
 
 def run_writer(
@@ -320,12 +308,46 @@ def run_writer(
     stats_out: dict[str, Any] | None = None,
     observe: Observer | None = None,
 ) -> WriterStats:
-    """Run one writer replica until ``stop`` is set; the body of ``telemetry-write``."""
+    """Run one writer replica until ``stop`` is set; the body of ``telemetry-write``.
+
+    Two lanes in two threads share one consumer name and one stats object: ``urgent`` reads
+    critical and high, ``main`` reads normal, low and bulk. If either lane dies of a bug, the
+    other is stopped and the error is raised (the supervisor restarts the process).
+    """
     name = consumer or settings.writer.consumer or consumer_name()
-    writer = Writer(settings, connect_redis(settings.redis), name)
-    if observe is not None:
-        writer.observe = observe
+    # The urgent lane needs the GIL after each of its round trips; with the default 5 ms
+    # switch interval a busy main lane (decoding a bulk backlog) would add up to 5 ms per hop.
+    sys.setswitchinterval(URGENT_SWITCH_INTERVAL_S)
+    stats = WriterStats()
+    gate = UrgentGate()
+    lanes = [
+        Writer(settings, connect_redis(settings.redis), name, priorities=MAIN, lane="main", stats=stats, gate=gate),
+        Writer(settings, connect_redis(settings.redis), name, priorities=URGENT, lane="urgent", stats=stats, gate=gate),
+    ]
+    for lane in lanes:
+        if observe is not None:
+            lane.observe = observe
     if stats_out is not None:
-        stats_out["live"] = writer.stats
-        stats_out["writer"] = writer
-    return writer.run(stop)
+        stats_out["live"] = stats
+        stats_out["writer"] = lanes[0]
+        stats_out["lanes"] = lanes
+    failures: list[BaseException] = []
+
+    def run_lane(lane: Writer) -> None:
+        try:
+            lane.run(stop)
+        except BaseException as exc:  # a bug: stop the other lane too, raise below
+            logger.exception("writer lane %s crashed", lane.lane)
+            failures.append(exc)
+            stop.set()
+
+    urgent = threading.Thread(target=run_lane, args=(lanes[1],), name="writer-urgent", daemon=True)
+    urgent.start()
+    try:
+        run_lane(lanes[0])
+    finally:
+        stop.set()
+        urgent.join()
+    if failures:
+        raise failures[0]
+    return stats

@@ -27,9 +27,9 @@ from common.http import Endpoints, Readiness, readiness
 from common.metrics import BreakerProbe, OpSummary, breaker_family, counter, gauge, new_registry, no_breakers
 from common.redis_client import connect_redis
 from common.settings import Settings
-from writer.loop import WriterStats
 from writer.pg import connect_pg
 from writer.progress_status import progress_by_source
+from writer.stats import WriterStats
 from writer.stream_status import stream_status
 
 logger = logging.getLogger(__name__)

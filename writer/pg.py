@@ -8,13 +8,21 @@ and reconnects in the background. ``mask_dsn`` is how a DSN may appear in logs a
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import conninfo
 from psycopg_pool import ConnectionPool
 
-from common.settings import PostgresSettings
+from common.settings import PostgresSettings, Settings
+from writer.partitions import maintain
+
+logger = logging.getLogger(__name__)
 
 
 def connect_kwargs(settings: PostgresSettings) -> dict[str, Any]:
@@ -66,3 +74,56 @@ def mask_dsn(dsn: str) -> str:
     if "password" in parts:
         parts["password"] = "***"
     return conninfo.make_conninfo("", **parts)
+
+
+PARTITION_CHECK_S = 600.0
+"""How often a connected writer makes partitions ahead and drops those past retention."""
+
+
+class PgLink:
+    """One writer lane's PostgreSQL link: a pooled connection held until an error, plus
+    partition upkeep (on connect and every PARTITION_CHECK_S)."""
+
+    def __init__(
+        self, settings: Settings, on_state: Callable[[bool], None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.settings = settings
+        self.on_state = on_state
+        self.clock = clock
+        self.pool: ConnectionPool | None = None
+        self.conn: psycopg.Connection[Any] | None = None
+        self.next_partitions = 0.0
+
+    def connection(self) -> psycopg.Connection[Any]:
+        """The connection to use; raises a transient error (PoolTimeout ...) when PostgreSQL is away."""
+        if self.pool is None:
+            self.pool = open_pool(self.settings.postgres)
+        if self.conn is None:
+            self.conn = self.pool.getconn()  # checked by the pool
+            self.on_state(True)
+            logger.info("connected to postgres %s", mask_dsn(self.settings.postgres.dsn))
+            self.next_partitions = 0.0
+        if self.clock() >= self.next_partitions:
+            self.next_partitions = self.clock() + PARTITION_CHECK_S
+            w = self.settings.writer
+            maintain(self.conn, datetime.now(UTC).date(), w.retention_days, w.partitions_ahead_days, drop=True)
+        return self.conn
+
+    def drop(self) -> None:
+        """After an error: close the connection (it may be half-broken) and give it back."""
+        self.on_state(False)
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+        self.release()
+
+    def release(self) -> None:
+        if self.conn is not None and self.pool is not None:
+            with contextlib.suppress(Exception):
+                self.pool.putconn(self.conn)
+        self.conn = None
+
+    def close(self) -> None:
+        self.release()
+        if self.pool is not None:
+            self.pool.close()

@@ -12,7 +12,7 @@ sees the conflict. No Redis here; the caller acks after this returns.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
@@ -23,6 +23,7 @@ import orjson
 import psycopg
 
 from common.schema import Channel, Frame
+from writer.gate import CHECK_EVERY
 
 READINGS_COPY = (
     "COPY readings (observed_at, received_at, source, device, channel, value, text_value,"
@@ -82,7 +83,10 @@ class BatchResult:
 
 
 def write_frames(
-    conn: psycopg.Connection[Any], frames: Sequence[Frame], snapshots: Sequence[Frame] = ()
+    conn: psycopg.Connection[Any],
+    frames: Sequence[Frame],
+    snapshots: Sequence[Frame] = (),
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> BatchResult:
     """Commit ``frames`` exactly once per key; raise psycopg errors (the caller classifies)."""
     result = BatchResult()
@@ -106,7 +110,7 @@ def write_frames(
         result.duplicates = len(frames) - len(fresh)
         if not fresh:
             return result
-        state = _copy_readings(cur, fresh)
+        state = _copy_readings(cur, fresh, checkpoint)
         result.rows = sum(len(f.channels) for f in fresh)
         cur.execute(_UPSERT_STATE, [list(col) for col in zip(*state, strict=True)])
         cur.execute(_UPSERT_PROGRESS, _progress(fresh))
@@ -119,7 +123,9 @@ def write_frames(
     return result
 
 
-def _copy_readings(cur: psycopg.Cursor[Any], frames: Sequence[Frame]) -> list[tuple[Any, ...]]:
+def _copy_readings(
+    cur: psycopg.Cursor[Any], frames: Sequence[Frame], checkpoint: Callable[[], None]
+) -> list[tuple[Any, ...]]:
     """Binary COPY the frames' channels into readings; return current_state rows (latest per channel).
 
     The hot loop of the writer: one tuple per reading and one C-level dict update per frame.
@@ -129,7 +135,9 @@ def _copy_readings(cur: psycopg.Cursor[Any], frames: Sequence[Frame]) -> list[tu
     with cur.copy(READINGS_COPY) as copy:
         copy.set_types(READINGS_TYPES)
         write = copy.write_row
-        for f in frames:
+        for i, f in enumerate(frames):
+            if not i % CHECK_EVERY:
+                checkpoint()  # strict priority: pause while the urgent lane works
             obs, rcv, src, dev, sess, prod, seq = (
                 f.observed_at, f.received_at, f.source, f.device, f.session, f.producer, f.seq,
             )  # fmt: skip

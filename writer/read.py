@@ -7,6 +7,7 @@ the fields into frames is writer/decode.py's job. No PostgreSQL here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,13 +47,21 @@ def is_nogroup(exc: Exception) -> bool:
 
 
 def read_entries(
-    redis: Redis, names: StreamNames, consumer: str, count: int, block_ms: int, pending: bool = False
+    redis: Redis,
+    names: StreamNames,
+    consumer: str,
+    count: int,
+    block_ms: int,
+    pending: bool = False,
+    keys: Sequence[str] | None = None,
 ) -> list[Entry]:
-    """XREADGROUP over all priority streams (critical first). ``pending`` re-reads our own PEL."""
+    """XREADGROUP over the priority streams ``keys`` (default all; critical first).
+
+    ``pending`` re-reads our own pending entries instead of new ones.
+    """
     start = "0" if pending else ">"
-    reply = redis.xreadgroup(
-        names.group, consumer, dict.fromkeys(names.streams, start), count=count, block=None if pending else block_ms
-    )
+    streams: dict[Any, Any] = dict.fromkeys(keys or names.streams, start)
+    reply = redis.xreadgroup(names.group, consumer, streams, count=count, block=None if pending else block_ms)
     return _entries(names, reply)
 
 
@@ -77,10 +86,12 @@ def _entries(names: StreamNames, reply: Any) -> list[Entry]:
 _ORDER = {p: i for i, p in enumerate(Priority)}
 
 
-def reclaim(redis: Redis, names: StreamNames, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+def reclaim(
+    redis: Redis, names: StreamNames, consumer: str, min_idle_ms: int, count: int, keys: Sequence[str] | None = None
+) -> list[Entry]:
     """XAUTOCLAIM entries idle longer than ``min_idle_ms`` on any consumer (a dead replica's)."""
     out: list[Entry] = []
-    for key in names.streams:
+    for key in keys or names.streams:
         start = "0-0"
         while True:
             reply = redis.xautoclaim(key, names.group, consumer, min_idle_ms, start_id=start, count=count)

@@ -9,6 +9,8 @@ stolen producer password, a manual ``XTRIM``). No PostgreSQL here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from redis import Redis
 
 from common.streams import StreamNames
@@ -38,17 +40,23 @@ def safe_trim_point(redis: Redis, key: str) -> str | None:
     return f"{ms}-{seq}"
 
 
-def trim_acked(redis: Redis, names: StreamNames) -> int:
-    """Trim every priority stream to its safe point; return the number of entries removed."""
+def trim_acked(redis: Redis, names: StreamNames, keys: Sequence[str] | None = None, exact: bool = False) -> int:
+    """Trim the priority streams ``keys`` (default all) to their safe point; return entries removed.
+
+    Approximate by default (``XTRIM MINID ~``): Redis then removes only whole macro-nodes, at
+    most 10,000 entries a call, so a trim never blocks the server for long (an exact trim of a
+    big backlog stalls every other client, critical traffic included). It never removes an
+    entry at or past the safe point either way.
+    """
     removed = 0
-    for key in names.streams:
+    for key in keys or names.streams:
         point = safe_trim_point(redis, key)
         if point is not None and point != "0-1":
-            removed += int(redis.xtrim(key, minid=point, approximate=False))
+            removed += int(redis.xtrim(key, minid=point, approximate=not exact))
     return removed
 
 
-def unread_deletions(redis: Redis, names: StreamNames) -> list[str]:
+def unread_deletions(redis: Redis, names: StreamNames, keys: Sequence[str] | None = None) -> list[str]:
     """Priority streams where entries were deleted before the writer group read them.
 
     The group's ``lag`` counts entries added but not yet delivered; if it exceeds what the
@@ -59,7 +67,7 @@ def unread_deletions(redis: Redis, names: StreamNames) -> list[str]:
     (``producer_progress``) counts every lost frame either way.
     """
     hit = []
-    for key in names.streams:
+    for key in keys or names.streams:
         for group in redis.xinfo_groups(key):
             name = group["name"]
             if (name.decode() if isinstance(name, bytes) else name) != names.group:

@@ -30,11 +30,11 @@ def test_trim_removes_only_acknowledged_entries(r: Redis) -> None:
     got = read_entries(r, NAMES, "c1", count=6, block_ms=1)
     assert len(got) == 6
     r.xack(KEY, NAMES.group, *ids[:3])  # 3 acked, 3 pending, 4 never delivered
-    trim_acked(r, NAMES)
+    trim_acked(r, NAMES, exact=True)
     remaining = [eid for eid, _ in r.xrange(KEY)]
     assert remaining == ids[3:]
     r.xack(KEY, NAMES.group, *ids[3:6])
-    trim_acked(r, NAMES)
+    trim_acked(r, NAMES, exact=True)
     assert [eid for eid, _ in r.xrange(KEY)] == ids[6:]  # undelivered entries are kept
 
 
