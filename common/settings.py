@@ -111,7 +111,7 @@ class PostgresSettings(Section):
 class WriterSettings(Section):
     batch_max_rows: int = Field(default=20_000, ge=1)
     """Flush a batch when it holds this many readings (rows)."""
-    batch_max_age_ms: int = Field(default=100, ge=0)
+    batch_max_age_ms: int = Field(default=50, ge=0)
     """Flush a batch when its oldest entry has waited this long. Critical/high never wait."""
     read_count: int = Field(default=1000, ge=1)
     """XREADGROUP COUNT, per stream."""

@@ -1,9 +1,10 @@
-"""UrgentGate: strict priority between a replica's two lanes, inside one process.
+"""PriorityGate: strict priority between a replica's lanes, inside one process.
 
-While the urgent lane handles critical or high frames (read to ack), the main lane pauses
-at its next checkpoint (every few hundred frames of decoding or COPY) until the urgent lane
-is done, so the CPU, the GIL and PostgreSQL go to the urgent frames first. A pause is
-bounded (``max_pause_s``), so the main lane is slowed, never starved. Pure threading.
+Lanes are ranked (0 = urgent, 1 = live, 2 = bulk). While a lane has frames in hand (from
+read to ack) it is *busy*; every lower lane pauses at its next checkpoint (every
+CHECK_EVERY frames of decoding or COPY) until the higher lanes are done, so the CPU, the GIL
+and PostgreSQL go to the more urgent frames first. Each pause is bounded (``max_pause_s``):
+a lower lane is slowed, never starved. Pure threading.
 """
 
 from __future__ import annotations
@@ -13,34 +14,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 CHECK_EVERY = 256
-"""Frames between two checkpoints of the main lane."""
+"""Frames between two checkpoints of a lane."""
 
 
-class UrgentGate:
-    def __init__(self, max_pause_s: float = 0.2) -> None:
-        self._idle = threading.Event()
-        self._idle.set()
+class PriorityGate:
+    def __init__(self, lanes: int, max_pause_s: float = 0.2) -> None:
+        self._idle = [threading.Event() for _ in range(lanes)]
+        for event in self._idle:
+            event.set()
         self.max_pause_s = max_pause_s
         self.pauses = 0
 
     @contextmanager
-    def urgent(self) -> Iterator[None]:
-        """Held by the urgent lane while it has frames in hand."""
-        self._idle.clear()
+    def busy(self, rank: int) -> Iterator[None]:
+        """Held by lane ``rank`` while it has frames in hand."""
+        self._idle[rank].clear()
         try:
             yield
         finally:
-            self._idle.set()
+            self._idle[rank].set()
 
-    def checkpoint(self) -> None:
-        """Called by the main lane; waits while urgent work is in progress."""
-        if not self._idle.is_set():
-            self.pauses += 1
-            self._idle.wait(self.max_pause_s)
-
-
-class NoGate(UrgentGate):
-    """For a lane that must never pause (the urgent lane itself, tests)."""
-
-    def checkpoint(self) -> None:
-        pass
+    def checkpoint(self, rank: int) -> None:
+        """Called by lane ``rank``; waits while any higher lane is busy (a no-op for rank 0)."""
+        for higher in self._idle[:rank]:
+            if not higher.is_set():
+                self.pauses += 1
+                higher.wait(self.max_pause_s)

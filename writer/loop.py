@@ -8,6 +8,7 @@ are reclaimed). Entries are acked only after their frames are committed or dead-
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -30,7 +31,7 @@ from writer import faults
 from writer.ack import ack, until_done
 from writer.batch import Batcher, Item
 from writer.deadletter import dead_letter
-from writer.gate import CHECK_EVERY, NoGate, UrgentGate
+from writer.gate import CHECK_EVERY, PriorityGate
 from writer.latency import record_latency
 from writer.pg import PgLink, mask_dsn
 from writer.pg_copy import write_frames
@@ -50,16 +51,21 @@ def _ignore(_op: str, _seconds: float, _ok: bool, _rows: int) -> None:
     pass
 
 
-URGENT = (Priority.CRITICAL, Priority.HIGH)
+LANES: tuple[tuple[str, tuple[Priority, ...]], ...] = (
+    ("urgent", (Priority.CRITICAL, Priority.HIGH)),
+    ("live", (Priority.NORMAL, Priority.LOW)),
+    ("bulk", (Priority.BULK,)),
+)
+"""A replica's lanes, most urgent first: each lane pauses while a higher one has frames in hand."""
 URGENT_SWITCH_INTERVAL_S = 0.0005
-MAIN = (Priority.NORMAL, Priority.LOW, Priority.BULK)
 
 
 class Writer:
     """One lane of a writer replica: reads the streams of ``priorities`` and commits them.
 
-    A replica runs two lanes in two threads (``run_writer``), each with its own Redis and
-    PostgreSQL connections: critical and high never wait behind a bulk COPY.
+    A replica runs three lanes in three threads (``run_writer``, ``LANES``), each with its own
+    Redis and PostgreSQL connections: critical and high never wait behind normal data, and
+    live data never waits behind a bulk import.
     """
 
     def __init__(
@@ -69,9 +75,10 @@ class Writer:
         consumer: str,
         clock: Callable[[], float] = time.monotonic,
         priorities: Sequence[Priority] = tuple(Priority),
-        lane: str = "main",
+        lane: str = "live",
         stats: WriterStats | None = None,
-        gate: UrgentGate | None = None,
+        gate: PriorityGate | None = None,
+        rank: int = 0,
     ):
         self.s = settings
         self.w = settings.writer
@@ -81,10 +88,9 @@ class Writer:
         self.clock = clock
         self.stats = stats or WriterStats()
         self.lane = lane
-        self.gate = gate or NoGate()
-        self.urgent = lane == "urgent"
-        # Only the main lane pauses for the urgent one (the urgent lane would wait on itself).
-        self.checkpoint = NoGate().checkpoint if self.urgent else self.gate.checkpoint
+        self.gate = gate or PriorityGate(1)
+        self.rank = rank
+        self.checkpoint = functools.partial(self.gate.checkpoint, rank)
         self.keys = tuple(self.names.stream(p) for p in priorities)
         self.batch = Batcher(self.w.batch_max_rows, self.w.batch_max_age_ms / 1000)
         self.link = PgLink(settings, lambda up: self.stats.pg_links.__setitem__(lane, up), clock)
@@ -153,12 +159,11 @@ class Writer:
         self.observe("read", time.perf_counter() - t0, True, len(entries))
         if entries:
             faults.hit("after_read")
-        if entries and self.urgent:
-            with self.gate.urgent():  # the main lane pauses until these are committed and acked
+        if entries:
+            with self.gate.busy(self.rank):  # lower lanes pause until these are handled
                 self._ingest(entries)
                 self._flush_all(stop, final=False)
         else:
-            self._ingest(entries)
             self._flush_all(stop, final=False)
         if self.clock() >= self.next_trim:
             self.next_trim = self.clock() + self.w.trim_interval_s
@@ -310,26 +315,27 @@ def run_writer(
 ) -> WriterStats:
     """Run one writer replica until ``stop`` is set; the body of ``telemetry-write``.
 
-    Two lanes in two threads share one consumer name and one stats object: ``urgent`` reads
-    critical and high, ``main`` reads normal, low and bulk. If either lane dies of a bug, the
-    other is stopped and the error is raised (the supervisor restarts the process).
+    Three lanes in three threads share one consumer name and one stats object: ``urgent``
+    reads critical and high, ``live`` normal and low, ``bulk`` bulk. If a lane dies of a bug,
+    the others are stopped and the error is raised (the supervisor restarts the process).
     """
     name = consumer or settings.writer.consumer or consumer_name()
     # The urgent lane needs the GIL after each of its round trips; with the default 5 ms
     # switch interval a busy main lane (decoding a bulk backlog) would add up to 5 ms per hop.
     sys.setswitchinterval(URGENT_SWITCH_INTERVAL_S)
     stats = WriterStats()
-    gate = UrgentGate()
+    gate = PriorityGate(len(LANES))
     lanes = [
-        Writer(settings, connect_redis(settings.redis), name, priorities=MAIN, lane="main", stats=stats, gate=gate),
-        Writer(settings, connect_redis(settings.redis), name, priorities=URGENT, lane="urgent", stats=stats, gate=gate),
-    ]
+        Writer(settings, connect_redis(settings.redis), name, priorities=prios, lane=lane, stats=stats, gate=gate,
+               rank=rank)
+        for rank, (lane, prios) in enumerate(LANES)
+    ]  # fmt: skip
     for lane in lanes:
         if observe is not None:
             lane.observe = observe
     if stats_out is not None:
         stats_out["live"] = stats
-        stats_out["writer"] = lanes[0]
+        stats_out["writer"] = lanes[1]
         stats_out["lanes"] = lanes
     failures: list[BaseException] = []
 
@@ -341,13 +347,17 @@ def run_writer(
             failures.append(exc)
             stop.set()
 
-    urgent = threading.Thread(target=run_lane, args=(lanes[1],), name="writer-urgent", daemon=True)
-    urgent.start()
+    threads = [
+        threading.Thread(target=run_lane, args=(lane,), name=f"writer-{lane.lane}", daemon=True) for lane in lanes[:-1]
+    ]
+    for t in threads:
+        t.start()
     try:
-        run_lane(lanes[0])
+        run_lane(lanes[-1])
     finally:
         stop.set()
-        urgent.join()
+        for t in threads:
+            t.join()
     if failures:
         raise failures[0]
     return stats

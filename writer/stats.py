@@ -1,4 +1,4 @@
-"""WriterStats: what a writer replica has done, shared by its two lanes (they take ``lock``).
+"""WriterStats: what a writer replica has done, shared by its lanes (they take ``lock``).
 
 Read by the metrics collector, the tests and the benchmark; no I/O here.
 """

@@ -22,7 +22,12 @@ NAMES = StreamNames("t")
 
 
 def start(
-    redis: fakeredis.FakeRedis, spool: Spool, count: int, priority: Priority = Priority.NORMAL, rate: float = 0
+    redis: fakeredis.FakeRedis,
+    spool: Spool,
+    count: int,
+    priority: Priority = Priority.NORMAL,
+    rate: float = 0,
+    stop_grace: float = 0.5,
 ) -> tuple[threading.Thread, threading.Event, ProducerStats, Publisher]:
     source = SimulateSource(1, 2, rate_hz=rate, count=count, priority=priority, burst=50)
     publisher = Publisher(redis, NAMES, "sim/run1")
@@ -32,7 +37,7 @@ def start(
         "stats": stats,
         "redis_breaker": Breaker("redis", failures=2, open_s=0.05, successes=1),
         "read_timeout": 0.02,
-        "stop_grace": 0.5,
+        "stop_grace": stop_grace,
     }
     thread = threading.Thread(
         target=run_producer, args=(source, publisher, RangeValidator(DEFAULT_RANGES), stop), kwargs=kwargs
@@ -49,7 +54,9 @@ def test_outage_spools_without_blocking_reads_then_replays_in_order(tmp_path: Pa
     server = fakeredis.FakeServer()
     redis = fakeredis.FakeRedis(server=server)
     server.connected = False
-    thread, _stop, stats, _ = start(redis, Spool(tmp_path, 1 << 24, 1 << 16, 0.05), 3000)
+    # A long grace: the drain at exit ends as soon as the spool is empty; on a loaded machine
+    # replaying 3,000 frames can take longer than the default 0.5 s used elsewhere here.
+    thread, _stop, stats, _ = start(redis, Spool(tmp_path, 1 << 24, 1 << 16, 0.05), 3000, stop_grace=30)
     wait_for(lambda: stats.frames_spooled >= 2000, 20, what="frames spooled while Redis is down")
     assert stats.redis_breaker is BreakerState.OPEN and stats.frames_published == 0
     server.connected = True
