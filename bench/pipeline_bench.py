@@ -32,7 +32,7 @@ from redis import Redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.procstat import Group, pids_of  # noqa: E402
+from bench.procstat import Group, machine_busy, pids_of  # noqa: E402
 from common.publish import Publisher  # noqa: E402
 from common.schema import Frame, encode  # noqa: E402
 from producers.simulate import SimulateSource  # noqa: E402
@@ -288,8 +288,9 @@ def bench_live(
     if groups is not None:
         groups["producer"] = Group([p.pid for p in ps])
         groups["writer"] = Group([w.pid for w in ws])
-        groups["redis-server"] = Group(pids_of("redis-server"))
-        groups["postgres"] = Group(pids_of("postgres"))
+        groups["redis-server"] = Group(lambda: pids_of("redis-server"))
+        groups["postgres"] = Group(lambda: pids_of("postgres"))
+        busy0 = machine_busy()
         for g in groups.values():
             g.start()
     total = producers * per_producer
@@ -304,6 +305,9 @@ def bench_live(
         sample()
         groups["_wall"] = Group([])
         groups["_wall"].cpu = dt
+        busy1 = machine_busy()
+        groups["_machine"] = Group([])
+        groups["_machine"].cpu = (busy1[0] - busy0[0]) / max(1.0, busy1[1] - busy0[1])
     for p in ps:
         p.wait(60)
     stop_all(ws)
@@ -499,7 +503,11 @@ def main() -> None:
         f"{'MET' if crit.get('p99_ms', 1e9) <= 50 else 'MISSED'}"
     )
     wall = groups.pop("_wall").cpu
-    print(f"\nresources during the 1-writer live run ({wall:.1f} s wall):")
+    machine = groups.pop("_machine").cpu
+    print(
+        f"\nresources during the 1-writer live run ({wall:.1f} s wall; the whole machine was "
+        f"{100 * machine:.0f} % busy over its {os.cpu_count()} cores):"
+    )
     print("| process | CPU (% of one core) | peak RSS (MiB) |\n|---|---|---|")
     for name, g in groups.items():
         extra = " (target <= 150)" if name == "writer" else ""

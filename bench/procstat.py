@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -42,17 +43,35 @@ def pids_of(name: str) -> list[int]:
 
 
 class Group:
-    """CPU used by a set of processes between ``start()`` and ``stop()``, and their peak RSS."""
+    """CPU used by a set of processes between ``start()`` and the last ``sample()``, and their peak RSS.
 
-    def __init__(self, pids: list[int]) -> None:
-        self.pids = pids
-        self.cpu0 = 0.0
+    ``pids`` is a list or a function returning the current PIDs (PostgreSQL forks a backend per
+    connection after the run starts): a PID first seen after ``start()`` counts from zero.
+    """
+
+    def __init__(self, pids: list[int] | Callable[[], list[int]]) -> None:
+        self.pid_fn = pids if callable(pids) else (lambda: list(pids))
+        self.pids: list[int] = []
+        self.base: dict[int, float] = {}
+        self.last: dict[int, float] = {}
         self.cpu = 0.0
         self.rss = 0.0
 
     def start(self) -> None:
-        self.cpu0 = sum(cpu_seconds(p) for p in self.pids)
+        self.base = {p: cpu_seconds(p) for p in self.pid_fn()}
+        self.pids = list(self.base)
 
     def sample(self) -> None:
-        self.rss = max(self.rss, max((peak_rss_mb(p) for p in self.pids), default=0.0))
-        self.cpu = sum(cpu_seconds(p) for p in self.pids) - self.cpu0
+        for p in self.pid_fn():
+            self.base.setdefault(p, 0.0)
+            self.last[p] = cpu_seconds(p) or self.last.get(p, 0.0)
+            self.rss = max(self.rss, peak_rss_mb(p))
+        self.pids = list(self.base)
+        self.cpu = sum(max(0.0, self.last.get(p, b) - b) for p, b in self.base.items())
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU jiffies of the whole machine so far, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return float(sum(fields) - idle), float(sum(fields))
