@@ -9,21 +9,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable
-from types import FrameType, SimpleNamespace
+from types import SimpleNamespace
 
 from common.breaker import Breaker
 from common.errors import ConfigError, TelemetryError
 from common.http import PRODUCER_PORT, serve
-from common.logs import setup_logging
+from common.process import settings_or_none, stop_on_signals
 from common.publish import new_producer_id
 from common.redis_client import connect_redis
 from common.schema import Priority
-from common.settings import Settings, load_settings
+from common.settings import Settings
 from common.spool import open_spool
 from producers.base import ProducerStats, Source, run_producer
 from producers.metrics import MeteredPublisher, ProducerTelemetry, breakers_of
@@ -118,20 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="telemetry-produce", description=__doc__)
     parser.add_argument("source", choices=sorted(SOURCES), help="which source this process reads")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"telemetry-produce: {exc}", file=sys.stderr)
+    settings = settings_or_none("telemetry-produce")
+    if settings is None:
         return 2
-    setup_logging(settings.log_level)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals("stopping")
     try:
         stats = produce(args.source, settings, stop)
     except TelemetryError as exc:

@@ -150,6 +150,21 @@ def _pg_restart_command() -> list[str] | None:
     return None
 
 
+def wait_for_pg(dsn: str, timeout: float = 30.0) -> None:
+    """Block until PostgreSQL accepts connections again (after a stop/start or restart)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(dsn, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _pg_control(action: str) -> list[str] | None:
     cmd = _pg_restart_command()
     if cmd is None or "TELEMETRY_TEST_PG_RESTART" in os.environ:
@@ -178,15 +193,7 @@ def pg_outage(pg_dsn: str) -> object:
                 time.sleep(0.5)
         finally:
             subprocess.run(start_cmd, check=True, timeout=60, capture_output=True)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(pg_dsn, connect_timeout=2).close()
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_for_pg(pg_dsn)
 
     return outage
 
@@ -195,7 +202,6 @@ def pg_outage(pg_dsn: str) -> object:
 def pg_restart(pg_dsn: str) -> object:
     """A function that restarts the real PostgreSQL server (fast shutdown) and waits for it."""
     import subprocess
-    import time
 
     cmd = _pg_restart_command()
     if cmd is None:
@@ -204,14 +210,6 @@ def pg_restart(pg_dsn: str) -> object:
     def restart() -> None:
         assert cmd is not None
         subprocess.run(cmd, check=True, timeout=60, capture_output=True)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(pg_dsn, connect_timeout=2).close()
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_for_pg(pg_dsn)
 
     return restart

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import sys
-import threading
-from types import FrameType
 
-from common.errors import ConfigError
 from common.http import WRITER_PORT, serve
-from common.logs import setup_logging
-from common.settings import load_settings
+from common.process import settings_or_none, stop_on_signals
 from writer.loop import run_writer
 from writer.metrics import WriterTelemetry
 
@@ -23,20 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="telemetry-write", description=__doc__)
     parser.add_argument("--consumer", help="consumer name (default: <hostname>-<pid>)")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        print(f"telemetry-write: {exc}", file=sys.stderr)
+    settings = settings_or_none("telemetry-write")
+    if settings is None:
         return 2
-    setup_logging(settings.log_level)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info("signal %d: finishing the current batch and stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals("finishing the current batch and stopping")
     telemetry = WriterTelemetry(settings)
     server = serve(settings.http, WRITER_PORT, telemetry.endpoints())
     try:
