@@ -11,7 +11,7 @@ import sys
 import threading
 
 from common.settings import load_settings
-from writer.loop import run_writer
+from writer.replica import run_writer
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
 @contextmanager
 def running_writer(settings: Settings, consumer: str = "test-writer") -> Iterator[Any]:
     """Run the writer loop in a thread for the duration of the block; yields its stats."""
-    from writer.loop import run_writer
+    from writer.replica import run_writer
 
     stop = threading.Event()
     holder: dict[str, Any] = {}

@@ -7,8 +7,8 @@ import logging
 
 from common.http import WRITER_PORT, serve
 from common.process import settings_or_none, stop_on_signals
-from writer.loop import run_writer
 from writer.metrics import WriterTelemetry
+from writer.replica import run_writer
 
 logger = logging.getLogger(__name__)
 

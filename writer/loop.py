@@ -1,6 +1,6 @@
-"""run_writer(): read -> decode -> batch -> COPY -> commit -> XACK | dead-letter, until stopped.
+"""Writer: one lane's loop: read -> decode -> batch -> COPY -> commit -> XACK | dead-letter.
 
-The only orchestration in the writer. Every exception ends in exactly one of: retry with
+The only orchestration in the writer (writer/replica.py runs three lanes of it). Every exception ends in exactly one of: retry with
 backoff (infrastructure: Redis or PostgreSQL unavailable), dead-letter (the entry or its
 data is bad), or a crash (a bug; the supervisor restarts the process and pending entries
 are reclaimed). Entries are acked only after their frames are committed or dead-lettered.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,10 +22,8 @@ from redis.exceptions import RedisError
 from common.backoff import Backoff
 from common.breaker import Breaker
 from common.errors import DecodeError
-from common.redis_client import connect_redis
 from common.schema import Priority, decode
 from common.settings import Settings
-from common.streams import consumer_name
 from writer import faults
 from writer.ack import ack, until_done
 from writer.batch import Batcher, Item
@@ -49,15 +46,6 @@ Observer = Callable[[str, float, bool, int], None]
 
 def _ignore(_op: str, _seconds: float, _ok: bool, _rows: int) -> None:
     pass
-
-
-LANES: tuple[tuple[str, tuple[Priority, ...]], ...] = (
-    ("urgent", (Priority.CRITICAL, Priority.HIGH)),
-    ("live", (Priority.NORMAL, Priority.LOW)),
-    ("bulk", (Priority.BULK,)),
-)
-"""A replica's lanes, most urgent first: each lane pauses while a higher one has frames in hand."""
-URGENT_SWITCH_INTERVAL_S = 0.0005
 
 
 class Writer:
@@ -304,60 +292,3 @@ class Writer:
 
     def _set_breaker(self) -> None:
         self.stats.breakers[self.lane] = self.pg_breaker.state.value
-
-
-def run_writer(
-    settings: Settings,
-    stop: threading.Event,
-    consumer: str | None = None,
-    stats_out: dict[str, Any] | None = None,
-    observe: Observer | None = None,
-) -> WriterStats:
-    """Run one writer replica until ``stop`` is set; the body of ``telemetry-write``.
-
-    Three lanes in three threads share one consumer name and one stats object: ``urgent``
-    reads critical and high, ``live`` normal and low, ``bulk`` bulk. If a lane dies of a bug,
-    the others are stopped and the error is raised (the supervisor restarts the process).
-    """
-    name = consumer or settings.writer.consumer or consumer_name()
-    # The urgent lane needs the GIL after each of its round trips; with the default 5 ms
-    # switch interval a busy main lane (decoding a bulk backlog) would add up to 5 ms per hop.
-    sys.setswitchinterval(URGENT_SWITCH_INTERVAL_S)
-    stats = WriterStats()
-    gate = PriorityGate(len(LANES))
-    lanes = [
-        Writer(settings, connect_redis(settings.redis), name, priorities=prios, lane=lane, stats=stats, gate=gate,
-               rank=rank)
-        for rank, (lane, prios) in enumerate(LANES)
-    ]  # fmt: skip
-    for lane in lanes:
-        if observe is not None:
-            lane.observe = observe
-    if stats_out is not None:
-        stats_out["live"] = stats
-        stats_out["writer"] = lanes[1]
-        stats_out["lanes"] = lanes
-    failures: list[BaseException] = []
-
-    def run_lane(lane: Writer) -> None:
-        try:
-            lane.run(stop)
-        except BaseException as exc:  # a bug: stop the other lane too, raise below
-            logger.exception("writer lane %s crashed", lane.lane)
-            failures.append(exc)
-            stop.set()
-
-    threads = [
-        threading.Thread(target=run_lane, args=(lane,), name=f"writer-{lane.lane}", daemon=True) for lane in lanes[:-1]
-    ]
-    for t in threads:
-        t.start()
-    try:
-        run_lane(lanes[-1])
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    if failures:
-        raise failures[0]
-    return stats

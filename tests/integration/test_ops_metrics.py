@@ -46,10 +46,10 @@ from producers.metrics import MeteredPublisher, ProducerTelemetry
 from producers.validate import RangeValidator
 from tests.conftest import REPO, env_for, settings_for
 from tests.helpers import count_readings, wait_for
-from writer.loop import run_writer
 from writer.metrics import WriterTelemetry
 from writer.migrate import migrate
 from writer.pg import connect_pg
+from writer.replica import run_writer
 from writer.status import LazyPg, add_rates, render, sample
 
 pytestmark = pytest.mark.integration

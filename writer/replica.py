@@ -1,0 +1,90 @@
+"""run_writer(): one writer replica: three lanes (urgent, live, bulk) in three threads.
+
+Each lane is a writer/loop.py Writer with its own Redis and PostgreSQL connections; they share
+one consumer name, one stats object and one PriorityGate, so a lane pauses while a more
+urgent one has frames in hand. No reading or writing of its own here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any
+
+from common.redis_client import connect_redis
+from common.schema import Priority
+from common.settings import Settings
+from common.streams import consumer_name
+from writer.gate import PriorityGate
+from writer.loop import Observer, Writer
+from writer.stats import WriterStats
+
+logger = logging.getLogger(__name__)
+
+LANES: tuple[tuple[str, tuple[Priority, ...]], ...] = (
+    ("urgent", (Priority.CRITICAL, Priority.HIGH)),
+    ("live", (Priority.NORMAL, Priority.LOW)),
+    ("bulk", (Priority.BULK,)),
+)
+"""A replica's lanes, most urgent first: each lane pauses while a higher one has frames in hand."""
+
+URGENT_SWITCH_INTERVAL_S = 0.0005
+"""GIL switch interval of a writer process (the default is 5 ms)."""
+
+
+def run_writer(
+    settings: Settings,
+    stop: threading.Event,
+    consumer: str | None = None,
+    stats_out: dict[str, Any] | None = None,
+    observe: Observer | None = None,
+) -> WriterStats:
+    """Run one writer replica until ``stop`` is set; the body of ``telemetry-write``.
+
+    Three lanes in three threads share one consumer name and one stats object: ``urgent``
+    reads critical and high, ``live`` normal and low, ``bulk`` bulk. If a lane dies of a bug,
+    the others are stopped and the error is raised (the supervisor restarts the process).
+    """
+    name = consumer or settings.writer.consumer or consumer_name()
+    # The urgent lane needs the GIL after each of its round trips; with the default 5 ms
+    # switch interval a busy main lane (decoding a bulk backlog) would add up to 5 ms per hop.
+    sys.setswitchinterval(URGENT_SWITCH_INTERVAL_S)
+    stats = WriterStats()
+    gate = PriorityGate(len(LANES))
+    lanes = [
+        Writer(settings, connect_redis(settings.redis), name, priorities=prios, lane=lane, stats=stats, gate=gate,
+               rank=rank)
+        for rank, (lane, prios) in enumerate(LANES)
+    ]  # fmt: skip
+    for lane in lanes:
+        if observe is not None:
+            lane.observe = observe
+    if stats_out is not None:
+        stats_out["live"] = stats
+        stats_out["writer"] = lanes[1]
+        stats_out["lanes"] = lanes
+    failures: list[BaseException] = []
+
+    def run_lane(lane: Writer) -> None:
+        try:
+            lane.run(stop)
+        except BaseException as exc:  # a bug: stop the other lane too, raise below
+            logger.exception("writer lane %s crashed", lane.lane)
+            failures.append(exc)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=run_lane, args=(lane,), name=f"writer-{lane.lane}", daemon=True) for lane in lanes[:-1]
+    ]
+    for t in threads:
+        t.start()
+    try:
+        run_lane(lanes[-1])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    if failures:
+        raise failures[0]
+    return stats
