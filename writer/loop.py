@@ -1,8 +1,8 @@
 """Writer: one lane's loop: read -> decode -> batch -> COPY -> commit -> XACK | dead-letter.
 
-The only orchestration in the writer (writer/replica.py runs three lanes of it). Every exception ends in exactly one of: retry with
-backoff (infrastructure: Redis or PostgreSQL unavailable), dead-letter (the entry or its
-data is bad), or a crash (a bug; the supervisor restarts the process and pending entries
+The only orchestration in the writer (writer/replica.py runs three lanes of it). Every
+exception ends in exactly one of: retry with backoff (infrastructure: Redis or PostgreSQL
+unavailable), dead-letter (the entry or its data is bad), or a crash (a bug; the supervisor restarts the process and pending entries
 are reclaimed). Entries are acked only after their frames are committed or dead-lettered.
 """
 
@@ -120,15 +120,7 @@ class Writer:
                 stop.wait(delay)
         self._flush_all(stop, final=True)
         self.link.close()
-        logger.info(
-            "writer %s lane %s stopped: frames=%d rows=%d duplicates=%d dead_letters=%s",
-            self.consumer,
-            self.lane,
-            self.stats.frames,
-            self.stats.rows,
-            self.stats.duplicates,
-            dict(self.stats.dead_letters),
-        )
+        logger.info("writer %s lane %s stopped", self.consumer, self.lane)
         return self.stats
 
     def _step(self, stop: threading.Event) -> None:

@@ -85,6 +85,14 @@ def run_writer(
         stop.set()
         for t in threads:
             t.join()
+    logger.info(
+        "writer %s stopped: frames=%d rows=%d duplicates=%d dead_letters=%s",
+        name,
+        stats.frames,
+        stats.rows,
+        stats.duplicates,
+        dict(stats.dead_letters),
+    )
     if failures:
         raise failures[0]
     return stats

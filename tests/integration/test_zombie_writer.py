@@ -51,5 +51,5 @@ def test_zombie_writer_resuming_after_its_entries_were_claimed_inserts_no_duplic
         out = stop_process(zombie)
     total, distinct = pg_query(settings, "SELECT count(*), count(DISTINCT (producer, seq)) FROM readings")[0]
     assert total == distinct == 2000
-    stopped = re.search(r"lane live stopped: frames=(\d+) rows=\d+ duplicates=(\d+)", out)
+    stopped = re.search(r"writer zombie stopped: frames=(\d+) rows=\d+ duplicates=(\d+)", out)
     assert stopped and stopped.group(1) == "0" and stopped.group(2) == "2000", out[-2000:]
