@@ -2,8 +2,9 @@
 
 The only orchestration in the writer (writer/replica.py runs three lanes of it). Every
 exception ends in exactly one of: retry with backoff (infrastructure: Redis or PostgreSQL
-unavailable), dead-letter (the entry or its data is bad), or a crash (a bug; the supervisor restarts the process and pending entries
-are reclaimed). Entries are acked only after their frames are committed or dead-lettered.
+unavailable), dead-letter (the entry or its data is bad), or a crash (a bug; the
+supervisor restarts the process and pending entries are reclaimed). Entries are acked
+only after their frames are committed or dead-lettered.
 """
 
 from __future__ import annotations
