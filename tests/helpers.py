@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from redis import Redis
 
-from common.settings import Settings
+from common.publish import Publisher, new_producer_id
+from common.settings import RangeSpec, Settings
+from producers.base import ProducerStats, Source, run_producer
+from producers.validate import RangeValidator
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
@@ -57,3 +62,41 @@ def pg_query(settings: Settings, query: str, params: Any = None) -> list[tuple[A
 
 def count_readings(settings: Settings) -> int:
     return int(pg_query(settings, "SELECT count(*) FROM readings")[0][0])
+
+
+@dataclass
+class RunningProducer:
+    publisher: Publisher
+    result: dict[str, ProducerStats]
+    """Holds "stats" once the producer loop has returned (after the ``with`` block)."""
+
+    @property
+    def stats(self) -> ProducerStats:
+        return self.result["stats"]
+
+
+@contextmanager
+def running_producer(
+    source: Source,
+    redis: Redis,
+    settings: Settings,
+    name: str,
+    ranges: Mapping[str, RangeSpec] | None = None,
+    **loop: Any,
+) -> Iterator[RunningProducer]:
+    """Run the producer loop for ``source`` in a thread for the duration of the block."""
+    publisher = Publisher(redis, settings.redis.names, new_producer_id(name))
+    stop = threading.Event()
+    run = RunningProducer(publisher, {})
+
+    def target() -> None:
+        run.result["stats"] = run_producer(source, publisher, RangeValidator(ranges or {}), stop, **loop)
+
+    thread = threading.Thread(target=target, name=f"producer-{name}", daemon=True)
+    thread.start()
+    try:
+        yield run
+    finally:
+        stop.set()
+        thread.join(10)
+        assert not thread.is_alive(), "producer thread did not stop"

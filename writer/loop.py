@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from common.backoff import Backoff
 from common.breaker import Breaker
 from common.errors import DecodeError
-from common.schema import Priority, decode
+from common.schema import Frame, Priority, decode
 from common.settings import Settings
 from writer import faults
 from writer.ack import ack, until_done
@@ -184,6 +184,9 @@ class Writer:
     # ---- PostgreSQL -----------------------------------------------------------------
     def _commit(self, items: list[Item], stop: threading.Event) -> None:
         """Commit ``items`` (retrying infrastructure errors until done or stopped), then ack."""
+        # Chosen once per commit: every attempt (a retry, a bisection half) writes the same
+        # snapshots, filtered to its own frames by write_frames.
+        snapshots = self._snapshots(items)
         while True:
             if not self.pg_breaker.allow():
                 # Open breaker: do not hammer a database that keeps failing; probe after open_s.
@@ -194,7 +197,7 @@ class Writer:
                 continue
             try:
                 conn = self.link.connection()
-                committed, failed = self._write_isolating(conn, items)
+                committed, failed = self._write_isolating(conn, items, snapshots)
                 self.pg_breaker.success()
                 self._set_breaker()
                 break
@@ -224,11 +227,13 @@ class Writer:
             self._dead_letter([(e, *describe(exc)) for e, exc in failed])
         self._ack([e for e, _ in committed])
 
-    def _write_isolating(self, conn: psycopg.Connection[Any], items: list[Item]) -> tuple[list[Item], list[Any]]:
+    def _write_isolating(
+        self, conn: psycopg.Connection[Any], items: list[Item], snapshots: list[Frame]
+    ) -> tuple[list[Item], list[Any]]:
         """Write items; on a data error split the batch in halves until the bad frames are alone."""
         t0 = time.perf_counter()
         try:
-            result = write_frames(conn, [f for _, f in items], self._snapshots(items), self.checkpoint)
+            result = write_frames(conn, [f for _, f in items], snapshots, self.checkpoint)
         except Exception as exc:
             self.observe("copy", time.perf_counter() - t0, False, 0)
             if is_transient(exc):
@@ -236,8 +241,8 @@ class Writer:
             if len(items) == 1:
                 return [], [(items[0][0], exc)]
             mid = len(items) // 2
-            ok1, bad1 = self._write_isolating(conn, items[:mid])
-            ok2, bad2 = self._write_isolating(conn, items[mid:])
+            ok1, bad1 = self._write_isolating(conn, items[:mid], snapshots)
+            ok2, bad2 = self._write_isolating(conn, items[mid:], snapshots)
             return ok1 + ok2, bad1 + bad2
         self.observe("copy", time.perf_counter() - t0, True, result.rows)
         self._add(batches=1, frames=result.frames, rows=result.rows, duplicates=result.duplicates)
@@ -245,7 +250,7 @@ class Writer:
         logger.debug("committed %d frames (%d rows, %d duplicates)", result.frames, result.rows, result.duplicates)
         return items, []
 
-    def _snapshots(self, items: list[Item]) -> list[Any]:
+    def _snapshots(self, items: list[Item]) -> list[Frame]:
         interval = self.w.snapshot_interval_s
         if interval <= 0:
             return []

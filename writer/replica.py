@@ -62,8 +62,6 @@ def run_writer(
             lane.observe = observe
     if stats_out is not None:
         stats_out["live"] = stats
-        stats_out["writer"] = lanes[1]
-        stats_out["lanes"] = lanes
     failures: list[BaseException] = []
 
     def run_lane(lane: Writer) -> None:

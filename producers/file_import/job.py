@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from common.backoff import Backoff
 from common.errors import ConfigError, ParseError
 from common.publish import Publisher
 from common.schema import Frame, Priority
@@ -191,13 +192,14 @@ def _line_of(error: ParseError) -> int:
 
 def _send(publisher: Publisher, attempts: int = 5) -> int:
     """Send pending frames; retry Redis errors briefly (the keys stay the same, so retries are safe)."""
+    backoff = Backoff(base=0.2, cap=5.0)
     for attempt in range(attempts):
         try:
             return publisher.send()
         except RedisError:
             if attempt == attempts - 1:
                 raise
-            time.sleep(0.2 * 2**attempt)
+            time.sleep(backoff.next_delay())
     return 0
 
 

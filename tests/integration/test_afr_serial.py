@@ -14,12 +14,9 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from common.publish import Publisher, new_producer_id
 from common.settings import AfrSerialSettings, Settings
 from producers.afr_serial import AfrSerialSource
-from producers.base import run_producer
-from producers.validate import RangeValidator
-from tests.helpers import count_readings, pg_query, running_writer, wait_for
+from tests.helpers import count_readings, pg_query, running_producer, running_writer, wait_for
 from tests.producers.test_afr_serial import ERROR_2, LAMBDA_VALID
 
 pytestmark = pytest.mark.integration
@@ -52,25 +49,18 @@ def test_afr_serial_through_redis_and_writer_into_postgres(settings: Settings, r
     server, clients = serve_once(stream, go)
     url = f"socket://127.0.0.1:{server.getsockname()[1]}"
     source = AfrSerialSource(AfrSerialSettings(url=url, device="dlg1-bench"))
-    publisher = Publisher(redis, settings.redis.names, new_producer_id("afr_serial@test"))
-    stop, result = threading.Event(), {}
-
-    def produce() -> None:
-        result["stats"] = run_producer(source, publisher, RangeValidator(settings.producer.ranges), stop, 0.05)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
     try:
-        wait_for(lambda: source.connected, 10, what="port open")
-        go.set()
-        wait_for(lambda: publisher.published >= 22, 15, what="22 frames published")
+        with running_producer(
+            source, redis, settings, "afr_serial@test", settings.producer.ranges, read_timeout=0.05
+        ) as run:
+            wait_for(lambda: source.connected, 10, what="port open")
+            go.set()
+            wait_for(lambda: run.publisher.published >= 22, 15, what="22 frames published")
     finally:
-        stop.set()
-        thread.join(10)
         server.close()
         for c in clients:
             c.close()
-    stats = result["stats"]
+    stats = run.stats
     assert stats.frames_published == 22
     assert dict(stats.parse_errors) == {"garbage": 1, "truncated": 1}
 

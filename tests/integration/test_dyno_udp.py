@@ -22,13 +22,11 @@ from typing import TypeVar
 import pytest
 from redis import Redis
 
-from common.publish import Publisher, new_producer_id
 from common.schema import Frame, Priority, decode
 from common.settings import Settings
-from producers.base import ProducerStats, run_producer
+from producers.base import ProducerStats
 from producers.dyno_udp import TIME_SOURCE, DynoUdpSource, open_socket
-from producers.validate import RangeValidator
-from tests.helpers import pg_query, running_writer, wait_for
+from tests.helpers import pg_query, running_producer, running_writer, wait_for
 from tests.producers.jetdrive_peer import JetDrivePeer
 
 pytestmark = pytest.mark.integration
@@ -45,20 +43,8 @@ def _frames(redis: Redis, settings: Settings) -> list[Frame]:
 
 @contextmanager
 def producing(source: DynoUdpSource, redis: Redis, settings: Settings) -> Iterator[dict[str, ProducerStats]]:
-    publisher = Publisher(redis, settings.redis.names, new_producer_id("dyno_udp@test"))
-    stop, out = threading.Event(), {}
-
-    def target() -> None:
-        out["stats"] = run_producer(source, publisher, RangeValidator({}), stop, read_timeout=0.05)
-
-    thread = threading.Thread(target=target, name="dyno-producer", daemon=True)
-    thread.start()
-    try:
-        yield out
-    finally:
-        stop.set()
-        thread.join(10)
-        assert not thread.is_alive()
+    with running_producer(source, redis, settings, "dyno_udp@test", read_timeout=0.05) as run:
+        yield run.result
 
 
 def _drive(peer: JetDrivePeer, until: Callable[[], object], timeout: float = 10.0) -> None:

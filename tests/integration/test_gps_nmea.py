@@ -29,10 +29,9 @@ from redis import Redis
 from common.publish import Publisher, new_producer_id
 from common.schema import Channel, Frame, Priority, decode
 from common.settings import Settings
-from producers.base import ProducerStats, run_producer
+from producers.base import ProducerStats
 from producers.gps_nmea import GpsNmeaSource, NmeaDecoder
-from producers.validate import RangeValidator
-from tests.helpers import count_readings, pg_query, running_writer, wait_for
+from tests.helpers import count_readings, pg_query, running_producer, running_writer, wait_for
 from tests.producers.gps_captures import CAPTURES, MIN_DATE, ORACLE_MODE_EXCEPTIONS, gpsd_fixes, replay_bytes
 from tests.producers.test_gps_nmea import EXPECTED
 
@@ -62,22 +61,9 @@ def write_all(fd: int, data: bytes) -> threading.Thread:
 def producing(
     source: GpsNmeaSource, redis: Redis, settings: Settings, reconnect_max: float = 10.0
 ) -> Iterator[dict[str, ProducerStats]]:
-    publisher = Publisher(redis, settings.redis.names, new_producer_id(f"gps_nmea@{source.device}"))
-    stop, out = threading.Event(), {}
-
-    def target() -> None:
-        out["stats"] = run_producer(
-            source, publisher, RangeValidator({}), stop, read_timeout=0.05, reconnect_max=reconnect_max
-        )
-
-    thread = threading.Thread(target=target, name=f"gps-{source.device}", daemon=True)
-    thread.start()
-    try:
-        yield out
-    finally:
-        stop.set()
-        thread.join(10)
-        assert not thread.is_alive()
+    name = f"gps_nmea@{source.device}"
+    with running_producer(source, redis, settings, name, read_timeout=0.05, reconnect_max=reconnect_max) as run:
+        yield run.result
 
 
 def expected_frames(data: bytes, device: str) -> list[Frame]:

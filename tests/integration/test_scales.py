@@ -17,13 +17,10 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from common.publish import Publisher, new_producer_id
 from common.schema import Priority, decode
 from common.settings import Settings
-from producers.base import run_producer
 from producers.scales import ScalesSource, parse_config
-from producers.validate import RangeValidator
-from tests.helpers import count_readings, pg_query, running_writer, wait_for
+from tests.helpers import count_readings, pg_query, running_producer, running_writer, wait_for
 from tests.integration.test_afr_serial import serve_once
 from tests.producers.test_scales import TOLEDO_KG_CKS, TOLEDO_OVERLOAD
 
@@ -49,34 +46,27 @@ def test_scales_through_redis_and_writer_into_postgres(settings: Settings, redis
         ).encode()
     )
     source = ScalesSource(config, open_workers=3)
-    publisher = Publisher(redis, settings.redis.names, new_producer_id("scales@test"))
-    stop, result = threading.Event(), {}
-
-    def produce() -> None:
-        result["stats"] = run_producer(source, publisher, RangeValidator(settings.producer.ranges), stop, 0.05)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
     expected_frames = 3 + QHW_FRAMES + SPUN_FRAMES + 2  # 3 "connected" frames
     try:
-        wait_for(lambda: source.stats["connects"] == 3, 10, what="3 scales connected")
-        go.set()  # pyserial discards what arrives before open() ends: send only now
-        os.write(m_tol, TOLEDO_OVERLOAD + TOLEDO_KG_CKS[:-1])  # configured without checksum: drop it
-        view = memoryview(qhw)
-        while view:  # a pty write may be partial
-            view = view[os.write(m_qhw, view[:512]) :]
-        wait_for(
-            lambda: publisher.published >= expected_frames,
-            20,
-            what=f"{expected_frames} frames (published {publisher.published}, {source.stats})",
-        )
+        with running_producer(
+            source, redis, settings, "scales@test", settings.producer.ranges, read_timeout=0.05
+        ) as run:
+            wait_for(lambda: source.stats["connects"] == 3, 10, what="3 scales connected")
+            go.set()  # pyserial discards what arrives before open() ends: send only now
+            os.write(m_tol, TOLEDO_OVERLOAD + TOLEDO_KG_CKS[:-1])  # configured without checksum: drop it
+            view = memoryview(qhw)
+            while view:  # a pty write may be partial
+                view = view[os.write(m_qhw, view[:512]) :]
+            wait_for(
+                lambda: run.publisher.published >= expected_frames,
+                20,
+                what=f"{expected_frames} frames (published {run.publisher.published}, {source.stats})",
+            )
     finally:
-        stop.set()
-        thread.join(10)
         server.close()
         for fd in (m_qhw, s_qhw, m_tol, s_tol, *(c.detach() for c in clients)):
             os.close(fd)
-    stats = result["stats"]
+    stats = run.stats
     assert stats.frames_published == expected_frames
     assert dict(stats.parse_errors) == {"noise": 1}
     critical = [decode(f, Priority.CRITICAL) for _, f in redis.xrange(settings.redis.names.stream(Priority.CRITICAL))]
