@@ -42,3 +42,11 @@ def test_backoff_grows_to_the_cap_with_jitter_and_resets() -> None:
     assert all(d <= 2.0 for d in delays) and delays[-1] >= 1.5
     b.reset()
     assert b.next_delay() <= 0.1
+
+
+@pytest.mark.parametrize("factor", [2.0, 1.5, 10.0])
+def test_backoff_never_overflows_in_a_day_long_outage(factor: float) -> None:
+    """Issue 11.3 / 12: ``factor ** attempts`` raised OverflowError at attempt 1,024 (hours into an outage)."""
+    b = Backoff(base=0.05, cap=5.0, factor=factor, jitter=0.0)
+    delays = [b.next_delay() for _ in range(200_000)]
+    assert delays[-1] == 5.0 and max(delays) == 5.0 and b.attempts == 200_000
