@@ -31,7 +31,7 @@ from rq import Queue, Worker
 
 from common.settings import Settings
 from tests.conftest import REPO
-from tests.helpers import count_readings, wait_for
+from tests.helpers import count_readings, remove_rq_keys, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -115,9 +115,10 @@ def stack(redis_url: str, pg_dsn: str) -> Iterator[dict[str, Any]]:
                 p.send_signal(signal.SIGTERM)
         codes = {n: p.wait(30) for n, p in procs.items()}
         r = Redis.from_url(redis_url)
-        keys = list(r.scan_iter(match="{" + ns + "}*")) + list(r.scan_iter(match=f"rq:*{queue}*"))
+        keys = list(r.scan_iter(match="{" + ns + "}*"))
         if keys:
             r.delete(*keys)
+        remove_rq_keys(r, queue)
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(ns)))
     assert all(c == 0 for n, c in codes.items() if n != "rq-worker"), codes  # clean SIGTERM shutdown
