@@ -200,7 +200,8 @@ class ProducerSettings(Section):
     """Sensor-range table as JSON: {"rpm": {"unit": "rpm", "min": 0, "max": 20000, ...}}."""
     spool_dir: Path | None = None
     """Folder of the on-disk spool that keeps frames while Redis is down or refuses writes (a
-    sub-folder per producer name is used). Unset = no spool: reading waits until Redis is back."""
+    sub-folder per producer name is used). Unset = no spool: reading waits until Redis is back. The
+    shipped compose file and systemd unit set it (/var/lib/telemetry/spool)."""
     spool_max_mb: float = Field(default=256.0, gt=0)
     """Disk the spool may use. When full, critical/high evict bulk, low, then normal frames (and
     pause reading when nothing is left); normal/low/bulk drop their oldest. Drops are counted."""
