@@ -43,6 +43,7 @@ def test_demo_hints_work_in_a_second_shell(
             ["bash", "deploy/demo.sh"], cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
+
         def hints_printed() -> bool:
             assert demo.poll() is None, f"demo exited with {demo.returncode}:\n{out.read_text()[-3000:]}"
             return "in another shell:" in out.read_text(errors="replace")
