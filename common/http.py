@@ -28,6 +28,11 @@ WRITER_PORT = 9108
 """Default port of ``telemetry-write``."""
 PRODUCER_PORT = 9109
 """Default port of ``telemetry-produce``; give each producer on one host its own (TELEMETRY_HTTP__PORT)."""
+MAX_CONNECTIONS = 16
+"""Connections served at once (a thread each); more are closed at once, so idle sockets cannot
+pile up threads in the writer or a producer."""
+CONNECTION_TIMEOUT_S = 5.0
+"""A connection that sends nothing for this long is closed."""
 
 
 @dataclass
@@ -104,17 +109,50 @@ def _handler(endpoints: Endpoints) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        timeout = CONNECTION_TIMEOUT_S  # socket timeout: an idle connection ends, freeing its thread
+
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("ops %s " + format, self.address_string(), *args)
 
     return Handler
 
 
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """At most ``MAX_CONNECTIONS`` connections (threads) at once; the rest are closed unserved."""
+
+    daemon_threads = True
+    request_queue_size = 128  # listen backlog: a burst of connections is refused quickly, not stalled
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.refused = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                logger.warning("ops endpoint: %d connections refused (more than %d at once)", self.refused, MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class OpsServer:
-    """A ThreadingHTTPServer in a daemon thread; ``port`` is the bound port (useful with 0)."""
+    """A bounded ThreadingHTTPServer in a daemon thread; ``port`` is the bound port (useful with 0)."""
 
     def __init__(self, host: str, port: int, endpoints: Endpoints) -> None:
-        self.httpd = ThreadingHTTPServer((host, port), _handler(endpoints))
+        self.httpd = _BoundedHTTPServer((host, port), _handler(endpoints))
         self.httpd.daemon_threads = True
         self.host = host
         self.port = int(self.httpd.server_address[1])

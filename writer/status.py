@@ -126,8 +126,16 @@ def add_rates(prev: dict[str, Any] | None, cur: dict[str, Any]) -> dict[str, Any
     return cur
 
 
-def _fmt(v: Any) -> str:
-    return "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.1f}" if isinstance(v, float) else str(v)
+def _fmt(v: Any) -> Text:
+    """A cell as plain text: names from the network (producer ids, dead-letter reasons) are never
+    read as Rich markup (``[link=…]``, ``[/x]``), and control characters are shown escaped."""
+    text = "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.1f}" if isinstance(v, float) else str(v)
+    return Text(safe_text(text))
+
+
+def safe_text(text: str) -> str:
+    """``text`` with non-printable characters (ANSI escapes, NUL, newlines) as ``\\xNN``."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
@@ -145,7 +153,7 @@ def render(data: dict[str, Any]) -> RenderableType:
         Text(f"telemetry status  namespace {data['namespace']}  {time.strftime('%H:%M:%S')}")
     ]
     if "redis_error" in data:
-        parts.append(Text(f"redis: {data['redis_error']}", style="bold red"))
+        parts.append(Text(safe_text(f"redis: {data['redis_error']}"), style="bold red"))
     cols = ["priority", "length", "lag", "pending", "rate/s"]
     rows = [[p["priority"], p["length"], p["lag"], p["pending"], p.get("rate")] for p in data["priorities"]]
     parts.append(_table("streams", cols, rows))
@@ -153,7 +161,7 @@ def render(data: dict[str, Any]) -> RenderableType:
     parts.append(_table("writers", ["consumer", "pending", "idle s"], rows))
     prod = data["producers"]
     if "error" in prod:
-        parts.append(Text(f"postgres: {prod['error']}", style="bold red"))
+        parts.append(Text(safe_text(f"postgres: {prod['error']}"), style="bold red"))
     else:
         cols = ["producer", "source", "last seen s", "frames", "rate/s", "missing"]
         rows = [

@@ -16,8 +16,15 @@ writer_pw_file="${PG_WRITER_PASSWORD_FILE:-/run/secrets/pg_writer_password}"
 db="${TELEMETRY_DB:-telemetry}"
 schema="${TELEMETRY_SCHEMA:-telemetry}"
 
-psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname postgres \
-  -v owner_pw="$(cat "$owner_pw_file")" -v writer_pw="$(cat "$writer_pw_file")" -v db="$db" <<'SQL'
+# psql's quoting of a \set value: backslash and single quote doubled-up, inside single quotes.
+psql_literal() { local v=${1//\\/\\\\}; printf "'%s'" "${v//\'/\'\'}"; }
+
+# The passwords go to psql on standard input (\set lines before the script), never in its argv,
+# where `ps` would show them while it runs.
+{
+  printf '\\set owner_pw %s\n' "$(psql_literal "$(cat "$owner_pw_file")")"
+  printf '\\set writer_pw %s\n' "$(psql_literal "$(cat "$writer_pw_file")")"
+  cat <<'SQL'
 SELECT format('CREATE ROLE telemetry_owner LOGIN PASSWORD %L', :'owner_pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_owner') \gexec
 SELECT format('CREATE ROLE telemetry_writer LOGIN PASSWORD %L', :'writer_pw')
@@ -29,6 +36,7 @@ SELECT format('GRANT CONNECT ON DATABASE %I TO telemetry_writer', :'db') \gexec
 -- TEMPORARY: the writer stages each batch's keys in a session temp table (writer/pg_copy.py).
 SELECT format('GRANT TEMPORARY ON DATABASE %I TO telemetry_writer', :'db') \gexec
 SQL
+} | psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname postgres -v db="$db"
 
 psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname "$db" -v schema="$schema" <<'SQL'
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from urllib.error import HTTPError
 
 import fakeredis
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.http import Endpoints, OpsServer, readiness, serve
@@ -152,3 +154,56 @@ def test_summary_observe_is_thread_safe() -> None:
     for t in threads:
         t.join()
     assert summary.as_dict()["ack"]["count"] == 8000
+
+
+def test_idle_connections_cannot_pile_up_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13.5: 1,000 idle sockets held 1,000 threads in the writer."""
+    import socket
+
+    import common.http
+
+    monkeypatch.setattr(common.http, "CONNECTION_TIMEOUT_S", 1.0)
+    endpoints = Endpoints(registry=new_registry(), live=lambda: True, ready=lambda: readiness({}))
+    server = OpsServer("127.0.0.1", 0, endpoints).start()
+    before = threading.active_count()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(1000):
+            socks.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+        peak = threading.active_count()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the accept loop works through the backlog
+            peak = max(peak, threading.active_count())
+            time.sleep(0.01)
+        assert peak - before <= common.http.MAX_CONNECTIONS, (before, peak)
+        assert server.httpd.refused > 500  # type: ignore[attr-defined]
+        for s in socks:
+            s.close()
+        socks.clear()
+        # Idle connections time out; then the endpoint answers again.
+        deadline = time.monotonic() + 10
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert threading.active_count() <= before
+        assert _get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
+    finally:
+        for s in socks:
+            s.close()
+        server.close()
+
+
+def test_an_idle_connection_is_closed_after_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import common.http
+
+    monkeypatch.setattr(common.http, "CONNECTION_TIMEOUT_S", 0.5)
+    endpoints = Endpoints(registry=new_registry(), live=lambda: True, ready=lambda: readiness({}))
+    server = OpsServer("127.0.0.1", 0, endpoints).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            t0 = time.monotonic()
+            assert s.recv(1) == b""  # the server closed it
+            assert time.monotonic() - t0 < 4
+    finally:
+        server.close()

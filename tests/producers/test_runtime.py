@@ -11,6 +11,7 @@ import fakeredis
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from common.breaker import Breaker
 from common.errors import ParseError, SourceUnavailableError
 from common.publish import Publisher, new_producer_id
 from common.schema import Channel, Frame, Priority, Quality, decode
@@ -145,6 +146,35 @@ def test_redis_outage_keeps_frames_and_their_keys_until_sent() -> None:
     _, stats = run(ScriptedSource([[f(Channel("a", 1.0)), f(Channel("a", 2.0))]]), r)
     assert stats.redis_errors == 2 and stats.frames_published == 2 and stats.frames_unsent == 0  # type: ignore[attr-defined]
     assert [decode(x).seq for _, x in r.xrange(NAMES.stream(Priority.NORMAL))] == [1, 2]
+
+
+def test_breaker_log_says_where_frames_go_without_a_spool(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 10.7: "frames go to the spool" was logged by a producer that has no spool."""
+    r = fakeredis.FakeRedis()
+    calls = {"n": 0}
+    real = r.pipeline
+
+    def flaky(*a: object, **k: object) -> object:
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise RedisConnectionError("Connection refused")
+        return real(*a, **k)
+
+    r.pipeline = flaky  # type: ignore[method-assign]
+    pub = Publisher(r, NAMES, new_producer_id("test"))
+    with caplog.at_level("WARNING", logger="producers.base"):
+        stats = run_producer(
+            ScriptedSource([[f(Channel("a", 1.0))]]),
+            pub,
+            RangeValidator(DEFAULT_RANGES),
+            threading.Event(),
+            reconnect_max=0.01,
+            redis_breaker=Breaker("redis", failures=1, open_s=0.01),
+        )
+    assert stats.frames_published == 1
+    opened = [m for m in caplog.messages if "breaker open" in m]
+    assert opened and all("reading waits for Redis (no spool)" in m for m in opened), caplog.messages
+    assert not [m for m in caplog.messages if "spool" in m and "no spool" not in m], caplog.messages
 
 
 def test_stop_publishes_what_was_read() -> None:
