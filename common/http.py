@@ -132,7 +132,9 @@ class _BoundedHTTPServer(ThreadingHTTPServer):
         if not self.slots.acquire(blocking=False):
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
-                logger.warning("ops endpoint: %d connections refused (more than %d at once)", self.refused, MAX_CONNECTIONS)
+                logger.warning(
+                    "ops endpoint: %d connections refused (more than %d at once)", self.refused, MAX_CONNECTIONS
+                )
             self.shutdown_request(request)
             return
         try:
