@@ -101,6 +101,12 @@ class PostgresSettings(Section):
     """Seconds to wait for a PostgreSQL connection."""
     statement_timeout_ms: int = Field(default=30_000, ge=100)
     """Longest a single statement may run; a timeout is retried, never dead-lettered."""
+    lock_timeout_ms: int = Field(default=5_000, ge=0)
+    """Longest a statement waits for a lock (a ledger row held by another replica's open
+    transaction); the batch is then retried. 0 = wait without limit."""
+    idle_in_transaction_timeout_ms: int = Field(default=5_000, ge=0)
+    """The server ends a session idle inside a transaction this long, releasing its locks (a
+    paused or vanished replica). 0 = never."""
 
     @model_validator(mode="after")
     def _load_secret(self) -> PostgresSettings:

@@ -32,6 +32,8 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> list[i
     applied_now: list[int] = []
     ident = sql.Identifier(schema)
     with conn.transaction():
+        # Replicas starting together wait for each other's migration, however long it takes.
+        conn.execute("SET LOCAL lock_timeout = 0")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
         conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(ident))

@@ -1,7 +1,11 @@
 """PostgreSQL connections for the writer and the admin CLI, with timeouts and keepalives.
 
 TCP keepalives and ``tcp_user_timeout`` make a black-holed link (no RST) fail within
-seconds instead of hanging; ``statement_timeout`` bounds every statement. The writer takes
+seconds instead of hanging, on both ends (the server's keepalives and
+``client_connection_check_interval`` are set per session, so the server also notices a
+vanished client); ``statement_timeout`` bounds every statement, ``lock_timeout`` every lock
+wait, and ``idle_in_transaction_session_timeout`` ends a session that stopped inside its
+transaction (a paused replica holding ledger row locks). The writer takes
 its connection from a pool (``open_pool``) that checks a connection before handing it out
 and reconnects in the background. ``mask_dsn`` is how a DSN may appear in logs and errors.
 """
@@ -35,11 +39,34 @@ def connect_kwargs(settings: PostgresSettings) -> dict[str, Any]:
         "keepalives_count": 3,
         "tcp_user_timeout": 10_000,
         "application_name": "telemetry-writer",
-        "options": f"-c search_path={settings.schema_name} -c statement_timeout={settings.statement_timeout_ms}",
+        "options": " ".join(f"-c {k}={v}" for k, v in session_parameters(settings).items()),
     }
     if settings.password is not None:
         kwargs["password"] = settings.password.get_secret_value()
     return kwargs
+
+
+SERVER_KEEPALIVES = {
+    "tcp_keepalives_idle": 5,
+    "tcp_keepalives_interval": 2,
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+    "client_connection_check_interval": 2_000,
+}
+"""Server-side liveness checks of the client socket (PostgreSQL >= 14): a replica whose host
+vanished (no FIN, no RST) has its session ended, and its locks released, within ~15 s even
+in the middle of a statement."""
+
+
+def session_parameters(settings: PostgresSettings) -> dict[str, object]:
+    """Server settings of every session (``-c`` options): schema, timeouts, keepalives."""
+    return {
+        "search_path": settings.schema_name,
+        "statement_timeout": settings.statement_timeout_ms,
+        "lock_timeout": settings.lock_timeout_ms,
+        "idle_in_transaction_session_timeout": settings.idle_in_transaction_timeout_ms,
+        **SERVER_KEEPALIVES,
+    }
 
 
 def connect_pg(settings: PostgresSettings, autocommit: bool = True) -> psycopg.Connection[Any]:

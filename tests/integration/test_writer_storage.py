@@ -4,19 +4,26 @@ and current_state against frames from the future."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import psycopg
 import pytest
 from psycopg import conninfo, sql
+from psycopg.pq import TransactionStatus
 from redis import Redis
 
+from common.publish import Publisher, new_producer_id
+from common.schema import Priority
+from common.settings import Settings
 from tests.conftest import settings_for
 from tests.helpers import count_readings, running_writer, wait_for
 from tests.integration.pipeline import frame, publish
 from writer.migrate import migrate
-from writer.partitions import maintain
+from writer.partitions import ensure_partitions, maintain
 from writer.pg import connect_pg
+from writer.pg_copy import write_frames
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +74,29 @@ def test_read_only_database_keeps_good_frames_pending_then_commits_them(
         assert not live.dead_letters
     assert count_readings(settings) == 20
     assert sum(redis.xpending(k, names.group)["pending"] for k in names.streams) == 0
+
+
+def test_a_paused_replica_holding_ledger_locks_does_not_block_the_others(settings: Settings, redis: Redis) -> None:
+    """Point 8: a replica stopped inside its transaction (SIGSTOP, VM pause) loses its session
+    to idle_in_transaction_session_timeout, so the replica that claimed its entries commits."""
+    publisher = Publisher(redis, settings.redis.names, new_producer_id("paused"))
+    publisher.stamp([replace(frame("alarm", i, x=float(i)), priority=Priority.CRITICAL) for i in range(21)])
+    stamped = list(publisher.pending)
+    publisher.send()
+    with connect_pg(settings.postgres) as conn:
+        today = stamped[0].observed_at.date()
+        ensure_partitions(conn, today, today)
+    paused = connect_pg(settings.postgres, autocommit=False)  # the writer's own session setup
+    try:
+        write_frames(paused, stamped)  # keys inserted and rows copied; the transaction stays open
+        assert paused.info.transaction_status == TransactionStatus.INTRANS
+        t0 = time.monotonic()
+        with running_writer(settings) as live:
+            wait_for(lambda: live.frames == 21, 30, what="critical frames committed past the paused replica")
+            took = time.monotonic() - t0
+        with pytest.raises(psycopg.Error, match="idle-in-transaction timeout"):
+            paused.execute("SELECT 1")  # the server ended the paused session
+    finally:
+        paused.close()
+    assert count_readings(settings) == 21
+    print(f"21 critical frames committed {took:.1f} s after a replica paused inside its transaction")
