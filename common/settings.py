@@ -135,6 +135,11 @@ class WriterSettings(Section):
     """Daily partitions older than this are dropped; partitions exist back to this horizon."""
     partitions_ahead_days: int = Field(default=3, ge=1)
     """Daily partitions are created this many days ahead, so midnight never stalls ingest."""
+    retention_max_days_per_pass: int = Field(default=3, ge=1)
+    """Most daily partitions one retention pass (every 10 minutes) drops."""
+    current_state_max_ahead_s: float = Field(default=300.0, ge=0)
+    """Frames observed further than this ahead of the writer's clock are stored in readings but
+    do not update current_state (one frame from a clock days ahead would freeze it)."""
     snapshot_interval_s: float = Field(default=0.0, ge=0)
     """Write a JSONB snapshot per device and session to ``frames`` this often; 0 = off."""
 

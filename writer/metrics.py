@@ -119,6 +119,12 @@ class WriterTelemetry:
             ("writer_trimmed", "Acknowledged entries trimmed from the streams.", s.trimmed),
             ("writer_pg_errors", "PostgreSQL errors retried.", s.pg_errors),
             ("writer_redis_errors", "Redis errors retried.", s.redis_errors),
+            ("writer_partitions_dropped", "Daily partitions dropped by retention.", s.partitions_dropped),
+            (
+                "writer_retention_refusals",
+                "Retention passes that dropped nothing because the clock moved more than a day.",
+                s.retention_refusals,
+            ),
         ):
             fam = counter(name, doc)
             fam.add_metric([], value)
@@ -136,6 +142,9 @@ class WriterTelemetry:
             for q in (0.5, 0.95, 0.99):
                 latency.add_metric([prio, str(q)], hist.percentile(q))
         yield latency
+        refused = gauge("writer_retention_refused", "1 while retention refuses to run (clock step; see the log).")
+        refused.add_metric([], 1.0 if s.retention_refused else 0.0)
+        yield refused
         connected = gauge("writer_pg_connected", "1 while the writer holds a PostgreSQL connection.")
         connected.add_metric([], 1.0 if s.pg_connected else 0.0)
         yield connected

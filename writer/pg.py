@@ -16,15 +16,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import conninfo
 from psycopg_pool import ConnectionPool
 
+from common.clock import Clock, SystemClock
 from common.settings import PostgresSettings, Settings
-from writer.partitions import maintain
+from writer.partitions import ensure_partitions, has_partition
 
 logger = logging.getLogger(__name__)
 
@@ -103,23 +104,28 @@ def mask_dsn(dsn: str) -> str:
     return conninfo.make_conninfo("", **parts)
 
 
-PARTITION_CHECK_S = 600.0
-"""How often a connected writer makes partitions ahead and drops those past retention."""
-
-
 class PgLink:
-    """One writer lane's PostgreSQL link: a pooled connection held until an error, plus
-    partition upkeep (on connect and every PARTITION_CHECK_S)."""
+    """One writer lane's PostgreSQL link: a pooled connection held until an error.
+
+    Partition upkeep is not done here (writer/upkeep.py runs it in its own thread); the only
+    DDL on this path is creating today's partition (and those ahead) when it is missing, checked
+    once per connection and day, because a frame of today cannot be committed without it.
+    """
 
     def __init__(
-        self, settings: Settings, on_state: Callable[[bool], None], clock: Callable[[], float] = time.monotonic
+        self,
+        settings: Settings,
+        on_state: Callable[[bool], None],
+        clock: Callable[[], float] = time.monotonic,
+        wall: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.on_state = on_state
         self.clock = clock
+        self.wall = wall or SystemClock()
         self.pool: ConnectionPool | None = None
         self.conn: psycopg.Connection[Any] | None = None
-        self.next_partitions = 0.0
+        self.checked_day: date | None = None
 
     def connection(self) -> psycopg.Connection[Any]:
         """The connection to use; raises a transient error (PoolTimeout ...) when PostgreSQL is away."""
@@ -129,11 +135,13 @@ class PgLink:
             self.conn = self.pool.getconn()  # checked by the pool
             self.on_state(True)
             logger.info("connected to postgres %s", mask_dsn(self.settings.postgres.dsn))
-            self.next_partitions = 0.0
-        if self.clock() >= self.next_partitions:
-            self.next_partitions = self.clock() + PARTITION_CHECK_S
-            w = self.settings.writer
-            maintain(self.conn, datetime.now(UTC).date(), w.retention_days, w.partitions_ahead_days, drop=True)
+            self.checked_day = None
+        today = self.wall.now().date()
+        if today != self.checked_day:
+            if not has_partition(self.conn, today):
+                ahead = today + timedelta(days=self.settings.writer.partitions_ahead_days)
+                ensure_partitions(self.conn, today, ahead)
+            self.checked_day = today
         return self.conn
 
     def drop(self) -> None:
