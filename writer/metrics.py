@@ -103,6 +103,7 @@ class WriterTelemetry:
     def collect(self) -> Iterator[Metric]:
         if self.stats is not None:
             yield from self._stats_families(self.stats)
+            yield from _retention_families(self.stats)
         up = gauge("collector_up", "1 if the scrape-time query of this dependency answered.", ["part"])
         yield from self._stream_families(up)
         yield from self._gap_families(up)
@@ -119,12 +120,6 @@ class WriterTelemetry:
             ("writer_trimmed", "Acknowledged entries trimmed from the streams.", s.trimmed),
             ("writer_pg_errors", "PostgreSQL errors retried.", s.pg_errors),
             ("writer_redis_errors", "Redis errors retried.", s.redis_errors),
-            ("writer_partitions_dropped", "Daily partitions dropped by retention.", s.partitions_dropped),
-            (
-                "writer_retention_refusals",
-                "Retention passes that dropped nothing because the clock moved more than a day.",
-                s.retention_refusals,
-            ),
         ):
             fam = counter(name, doc)
             fam.add_metric([], value)
@@ -142,9 +137,6 @@ class WriterTelemetry:
             for q in (0.5, 0.95, 0.99):
                 latency.add_metric([prio, str(q)], hist.percentile(q))
         yield latency
-        refused = gauge("writer_retention_refused", "1 while retention refuses to run (clock step; see the log).")
-        refused.add_metric([], 1.0 if s.retention_refused else 0.0)
-        yield refused
         connected = gauge("writer_pg_connected", "1 while the writer holds a PostgreSQL connection.")
         connected.add_metric([], 1.0 if s.pg_connected else 0.0)
         yield connected
@@ -264,3 +256,18 @@ class WriterTelemetry:
         self._close_pg()
         if self._redis is not None:
             self._redis.close()
+
+
+def _retention_families(s: WriterStats) -> Iterator[Metric]:
+    """Partition upkeep and retention (writer/upkeep.py, writer/retention.py)."""
+    dropped = counter("writer_partitions_dropped", "Daily partitions dropped by retention.")
+    dropped.add_metric([], s.partitions_dropped)
+    yield dropped
+    refusals = counter(
+        "writer_retention_refusals", "Retention passes that dropped nothing because the clock moved more than a day."
+    )
+    refusals.add_metric([], s.retention_refusals)
+    yield refusals
+    refused = gauge("writer_retention_refused", "1 while retention refuses to run (clock step; see the log).")
+    refused.add_metric([], 1.0 if s.retention_refused else 0.0)
+    yield refused
