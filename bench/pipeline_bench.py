@@ -36,6 +36,7 @@ from bench.procstat import Group, machine_busy, pids_of  # noqa: E402
 from common.publish import Publisher  # noqa: E402
 from common.schema import Frame, encode  # noqa: E402
 from producers.simulate import SimulateSource  # noqa: E402
+from tests.pgdb import ensure_database  # noqa: E402
 from writer.migrate import migrate  # noqa: E402
 from writer.partitions import maintain  # noqa: E402
 from writer.pg_copy import READINGS_COPY, READINGS_TYPES  # noqa: E402
@@ -57,6 +58,7 @@ def say(msg: str) -> None:
 class Env:
     def __init__(self, channels: int) -> None:
         self.channels = channels
+        ensure_database(PG_DSN)  # a fresh server has no telemetry_test database yet
         self.redis = Redis.from_url(REDIS_URL)
         self.schemas: list[str] = []
         self.namespaces: list[str] = []

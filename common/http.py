@@ -88,7 +88,8 @@ def _handler(endpoints: Endpoints) -> type[BaseHTTPRequestHandler]:
                 elif path in ("/summary", "/db") and endpoints.summary is not None:
                     self._json(200, endpoints.summary())
                 else:
-                    self._json(404, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz", "/summary"]})
+                    paths = ["/metrics", "/healthz", "/readyz"] + (["/summary"] if endpoints.summary else [])
+                    self._json(404, {"error": "not found", "paths": paths})
             except Exception as exc:
                 logger.exception("ops endpoint %s failed", path)
                 self._json(500, {"error": type(exc).__name__})

@@ -11,7 +11,11 @@ No I/O here beyond reading the environment, ``.env`` and secret files.
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
+import types
+import typing
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from common.errors import ConfigError
 from common.streams import DEFAULT_NAMESPACE, StreamNames
@@ -115,6 +119,15 @@ class PostgresSettings(Section):
 
 
 class WriterSettings(Section):
+    @model_validator(mode="after")
+    def _forget_after_claim(self) -> WriterSettings:
+        if self.consumer_forget_idle_s * 1000 <= self.claim_idle_ms:
+            raise ValueError(
+                "consumer_forget_idle_s must be longer than claim_idle_ms (a dead replica's entries"
+                " are claimed before its consumer is forgotten)"
+            )
+        return self
+
     batch_max_rows: int = Field(default=20_000, ge=1)
     """Flush a batch when it holds this many readings (rows)."""
     batch_max_age_ms: int = Field(default=50, ge=0)
@@ -127,6 +140,9 @@ class WriterSettings(Section):
     """Entries pending this long on another consumer are claimed (XAUTOCLAIM)."""
     reclaim_interval_s: float = Field(default=5.0, gt=0)
     """How often to look for entries left pending by dead replicas."""
+    consumer_forget_idle_s: float = Field(default=3600.0, gt=0)
+    """A consumer of another replica with nothing pending, idle this long, is removed from the group
+    (a replica that stops cleanly removes its own at once). Must exceed CLAIM_IDLE_MS."""
     trim_interval_s: float = Field(default=2.0, gt=0)
     """How often to trim acknowledged entries from the priority streams."""
     consumer: str | None = None
@@ -195,7 +211,8 @@ class ProducerSettings(Section):
     """Sensor-range table as JSON: {"rpm": {"unit": "rpm", "min": 0, "max": 20000, ...}}."""
     spool_dir: Path | None = None
     """Folder of the on-disk spool that keeps frames while Redis is down or refuses writes (a
-    sub-folder per producer name is used). Unset = no spool: reading waits until Redis is back."""
+    sub-folder per producer name is used). Unset = no spool: reading waits until Redis is back. The
+    shipped compose file and systemd unit set it (/var/lib/telemetry/spool)."""
     spool_max_mb: float = Field(default=256.0, gt=0)
     """Disk the spool may use. When full, critical/high evict bulk, low, then normal frames (and
     pause reading when nothing is left); normal/low/bulk drop their oldest. Drops are counted."""
@@ -416,6 +433,8 @@ def load_settings(**overrides: Any) -> Settings:
     _check_unknown(dict(os.environ))
     try:
         return Settings(**overrides)
+    except SettingsError as exc:  # a complex value (JSON) that does not parse
+        raise ConfigError(_bad_json(dict(os.environ), str(exc))) from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -423,3 +442,33 @@ def load_settings(**overrides: Any) -> Settings:
             var = ENV_PREFIX + "__".join(loc).upper()
             problems.append(f"{var}: {err['msg']}")
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
+def _bad_json(env: dict[str, str], fallback: str) -> str:
+    """Name the variable whose JSON value does not parse (pydantic-settings names only the section)."""
+    match = re.search(r'field "(\w+)"', fallback)
+    section = Settings.model_fields.get(match.group(1)) if match else None
+    model = section.annotation if section is not None else None
+    if match and isinstance(model, type) and issubclass(model, BaseModel):
+        prefix = f"{ENV_PREFIX}{match.group(1)}__".upper()
+        for key in sorted(k for k in env if k.upper().startswith(prefix)):
+            field = model.model_fields.get(key[len(prefix) :].lower())
+            if field is None or not _is_complex(field.annotation):
+                continue
+            try:
+                json.loads(env[key])
+            except ValueError as exc:
+                return f"{key.upper()}: not valid JSON: {exc}"
+    return f"invalid settings: {fallback}"
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Whether pydantic-settings reads this field from the environment as JSON."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_complex(a) for a in typing.get_args(annotation) if a is not type(None))
+    if origin is typing.Annotated:
+        return _is_complex(typing.get_args(annotation)[0])
+    if origin in (dict, list, tuple, set, frozenset):
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, (BaseModel, dict, list, tuple, set))

@@ -260,7 +260,8 @@ class _Loop:
         was_open = self.redis_breaker.opened
         self.redis_breaker.failure()
         if self.redis_breaker.opened != was_open:
-            logger.warning("redis unavailable (%s): breaker open, frames go to the spool", exc)
+            where = "frames go to the spool" if self.spool is not None else "reading waits for Redis (no spool)"
+            logger.warning("redis unavailable (%s): breaker open, %s", exc, where)
         else:
             logger.info("redis publish failed: %s", exc)
 

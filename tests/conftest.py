@@ -4,7 +4,10 @@ Servers come from TELEMETRY_TEST_REDIS_URL (default redis://127.0.0.1:6379/0) an
 TELEMETRY_TEST_PG_DSN (default postgresql://postgres@127.0.0.1:5432/telemetry_test, created
 if missing). Outside CI a missing server skips its tests with a message; under CI (CI=true)
 it is a failure: `.ci/run` starts the servers. Each test gets its own Redis namespace and
-PostgreSQL schema, so tests (and several developers) can share one server.
+PostgreSQL schema, so tests (and several developers) can share one server. No test stops,
+restarts or reconfigures these servers: outage tests start private ones (tests/integration/servers.py).
+No test may leave a process running: the guard in tests/processes.py kills any it finds after
+the test and fails that test.
 Real captures come from TELEMETRY_TEST_SHARED_DATA (default ../shared/data beside the repo).
 """
 
@@ -20,12 +23,27 @@ import pytest
 from redis import Redis
 
 from common.settings import Settings
+from tests import processes
+from tests.pgdb import ensure_database
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REDIS_URL = os.environ.get("TELEMETRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_DSN = os.environ.get("TELEMETRY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/telemetry_test")
 SHARED_DATA = Path(os.environ.get("TELEMETRY_TEST_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    processes.become_subreaper()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Fail (at teardown) a test that leaves a process running, after killing it."""
+    yield
+    leaked = processes.kill_leftovers()
+    if leaked:
+        pytest.fail("the test left processes running (killed now): " + "; ".join(leaked), pytrace=False)
 
 
 def unavailable(reason: str) -> None:
@@ -55,20 +73,10 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-def _ensure_database(dsn: str) -> None:
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    dbname = str(info.get("dbname", ""))
-    admin = psycopg.conninfo.make_conninfo(dsn, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
-        if not exists:
-            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(dbname)))
-
-
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
     try:
-        _ensure_database(PG_DSN)
+        ensure_database(PG_DSN)
         psycopg.connect(PG_DSN, connect_timeout=3).close()
     except Exception as exc:
         unavailable(f"PostgreSQL at {PG_DSN} unreachable: {exc}")
@@ -132,84 +140,3 @@ def env_for(settings: Settings) -> dict[str, str]:
         TELEMETRY_WRITER__RECLAIM_INTERVAL_S=str(settings.writer.reclaim_interval_s),
     )
     return env
-
-
-def _pg_restart_command() -> list[str] | None:
-    """How to restart the local PostgreSQL: TELEMETRY_TEST_PG_RESTART (a shell command) or pg_ctlcluster."""
-    import shlex
-    import shutil
-
-    custom = os.environ.get("TELEMETRY_TEST_PG_RESTART")
-    if custom:
-        return shlex.split(custom)
-    clusters = Path("/etc/postgresql")
-    if shutil.which("pg_ctlcluster") and clusters.is_dir():
-        versions = sorted(p.name for p in clusters.iterdir() if (p / "main").is_dir())
-        if versions:
-            return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart", "-m", "fast"]
-    return None
-
-
-def wait_for_pg(dsn: str, timeout: float = 30.0) -> None:
-    """Block until PostgreSQL accepts connections again (after a stop/start or restart)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            psycopg.connect(dsn, connect_timeout=2).close()
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def _pg_control(action: str) -> list[str] | None:
-    cmd = _pg_restart_command()
-    if cmd is None or "TELEMETRY_TEST_PG_RESTART" in os.environ:
-        return None
-    return [*cmd[:4], action, "-m", "fast"] if action == "stop" else [*cmd[:4], action]
-
-
-@pytest.fixture
-def pg_outage(pg_dsn: str) -> object:
-    """A function that stops the real PostgreSQL server for ``seconds``, then starts it again."""
-    import subprocess
-    import time
-
-    stop_cmd, start_cmd = _pg_control("stop"), _pg_control("start")
-    if stop_cmd is None or start_cmd is None:
-        unavailable("no pg_ctlcluster here to stop and start PostgreSQL")
-
-    def outage(seconds: float, during: object = None) -> None:
-        assert stop_cmd is not None and start_cmd is not None
-        subprocess.run(stop_cmd, check=True, timeout=60, capture_output=True)
-        try:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                if callable(during):
-                    during()
-                time.sleep(0.5)
-        finally:
-            subprocess.run(start_cmd, check=True, timeout=60, capture_output=True)
-        wait_for_pg(pg_dsn)
-
-    return outage
-
-
-@pytest.fixture
-def pg_restart(pg_dsn: str) -> object:
-    """A function that restarts the real PostgreSQL server (fast shutdown) and waits for it."""
-    import subprocess
-
-    cmd = _pg_restart_command()
-    if cmd is None:
-        unavailable("no way to restart PostgreSQL here: set TELEMETRY_TEST_PG_RESTART")
-
-    def restart() -> None:
-        assert cmd is not None
-        subprocess.run(cmd, check=True, timeout=60, capture_output=True)
-        wait_for_pg(pg_dsn)
-
-    return restart

@@ -117,3 +117,29 @@ class ShiftedClock:
 
     def monotonic_ns(self) -> int:
         return time.monotonic_ns()
+
+
+def remove_rq_keys(redis: Redis, queue: str) -> int:
+    """Delete every rq key a test's queue left in the shared Redis: the queue and its registries,
+    its jobs and their results, and the workers that served it. Returns how many keys went.
+
+    ``Queue.delete(delete_jobs=True)`` leaves the finished/failed registries, their jobs (kept
+    for ``result_ttl``, 7 days) and worker records behind.
+    """
+    gone = 0
+    job_ids: set[str] = set()
+    for key in list(redis.scan_iter(match=f"rq:*{queue}*", count=1000)):
+        kind = redis.type(key)
+        if kind == b"zset":
+            job_ids |= {m.decode().split(":")[0] for m in redis.zrange(key, 0, -1)}
+        elif kind == b"list":
+            job_ids |= {m.decode() for m in redis.lrange(key, 0, -1)}
+        gone += int(redis.delete(key))
+    for job_id in job_ids:
+        gone += int(redis.delete(f"rq:job:{job_id}", f"rq:results:{job_id}", f"rq:job:{job_id}:dependents"))
+    for key in list(redis.scan_iter(match="rq:worker:*", count=1000)):
+        if redis.type(key) == b"hash" and redis.hget(key, "queues") == queue.encode():
+            redis.srem("rq:workers", key)
+            gone += int(redis.delete(key))
+    redis.srem("rq:queues", f"rq:queue:{queue}")
+    return gone

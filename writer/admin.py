@@ -19,6 +19,7 @@ import sys
 from datetime import UTC, date, datetime
 from typing import Any
 
+import psycopg
 from redis.exceptions import RedisError
 
 from common.errors import ConfigError
@@ -41,7 +42,7 @@ def _migrate(s: Settings, _args: argparse.Namespace) -> int:
 
 
 def _partitions(s: Settings, args: argparse.Namespace) -> int:
-    from writer.partitions import ensure_partitions
+    from writer.partitions import PARTITIONED, ensure_partitions
     from writer.pg import connect_pg
 
     first = date.fromisoformat(args.first)
@@ -51,7 +52,9 @@ def _partitions(s: Settings, args: argparse.Namespace) -> int:
         return 2
     with connect_pg(s.postgres) as conn:
         made = ensure_partitions(conn, first, last)
-    print(f"created {made} partitions for {first}..{last}")
+    days = (last - first).days + 1
+    span = str(first) if first == last else f"{first}..{last}"
+    print(f"{span} ({days} day{'s' if days > 1 else ''}): {made} new partitions ({', '.join(PARTITIONED)} per day)")
     return 0
 
 
@@ -186,7 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: Any = args.fn(settings, args)
         return int(result)
-    except (RedisError, OSError, KeyError, ValueError, ConfigError) as exc:
+    except KeyError as exc:  # raised with a complete sentence ("no dead letter 1-0")
+        print(f"telemetry-admin: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"telemetry-admin: PostgreSQL: {first} (TELEMETRY_POSTGRES__DSN)", file=sys.stderr)
+        return 1
+    except RedisError as exc:
+        print(f"telemetry-admin: Redis: {exc} (TELEMETRY_REDIS__URL)", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, ConfigError) as exc:
         print(f"telemetry-admin: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 _SPEC = os.environ.get("TELEMETRY_FAULT_KILL_AT", "")
 _POINT, _, _N = _SPEC.partition(":")
@@ -20,4 +21,5 @@ def hit(point: str) -> None:
         return
     _counts[point] = _counts.get(point, 0) + 1
     if _counts[point] >= int(_N or 1):
+        print(f"killed by fault injection at {point}:{_counts[point]}", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)

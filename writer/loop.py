@@ -9,6 +9,7 @@ only after their frames are committed or dead-lettered.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -30,6 +31,7 @@ from common.settings import Settings
 from writer import faults
 from writer.ack import ack, until_done
 from writer.batch import Batcher, Item
+from writer.consumers import forget_idle_consumers, forget_self
 from writer.deadletter import dead_letter
 from writer.gate import CHECK_EVERY, PriorityGate
 from writer.latency import record_latency
@@ -124,6 +126,8 @@ class Writer:
                 logger.warning("redis error: %s; retry in %.2fs", exc, delay)
                 stop.wait(delay)
         self._flush_all(stop, final=True)
+        with contextlib.suppress(RedisError):
+            forget_self(self.redis, self.names, self.keys, self.consumer)
         self.link.close()
         logger.info("writer %s lane %s stopped", self.consumer, self.lane)
         return self.stats
@@ -137,6 +141,9 @@ class Writer:
             self.observe("reclaim", time.perf_counter() - t0, True, len(claimed))
             self._add(claimed=len(claimed))
             self._ingest(claimed)
+            forget_idle_consumers(
+                self.redis, self.names, self.keys, int(self.w.consumer_forget_idle_s * 1000), self.consumer
+            )
         wait = self.batch.wait_s(now, self.w.block_ms / 1000)
         t0 = time.perf_counter()
         block_ms = max(1, int(wait * 1000))

@@ -30,23 +30,27 @@ def partition_name(table: str, day: date) -> str:
 
 UPKEEP_LOCK_TIMEOUT_MS = 500
 """Longest an upkeep statement waits for a lock; inserts queued behind it wait no longer."""
-CHUNK_DAYS = 30
+CHUNK_DAYS = 10
 """Partitions created per transaction: ~1,100 days at once ran out of lock table memory."""
 
 
-def ensure_partitions(conn: psycopg.Connection[tuple[object, ...]], first: date, last: date) -> int:
+def ensure_partitions(
+    conn: psycopg.Connection[tuple[object, ...]], first: date, last: date, short_lock_timeout: bool = True
+) -> int:
     """Create the daily partitions for every day in [first, last]; return how many were new.
 
     Runs the SECURITY DEFINER function ``ensure_partitions`` (writer/migrations/003): only the
     table owner may attach partitions, and the writer role owns nothing. One transaction per
-    CHUNK_DAYS days, each with a short lock_timeout.
+    CHUNK_DAYS days, each with a short lock_timeout unless ``short_lock_timeout`` is False (a
+    lane that cannot commit without today's partition waits its session's lock_timeout).
     """
     created = 0
     day = first
     while day <= last:
         end = min(last, day + timedelta(days=CHUNK_DAYS - 1))
         with conn.transaction():
-            _short_lock_timeout(conn)
+            if short_lock_timeout:
+                _short_lock_timeout(conn)
             row = conn.execute("SELECT ensure_partitions(%s, %s)", [day, end]).fetchone()
         created += int(row[0]) if row else 0  # type: ignore[call-overload]
         day = end + timedelta(days=1)

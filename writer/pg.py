@@ -140,7 +140,7 @@ class PgLink:
         if today != self.checked_day:
             if not has_partition(self.conn, today):
                 ahead = today + timedelta(days=self.settings.writer.partitions_ahead_days)
-                ensure_partitions(self.conn, today, ahead)
+                ensure_partitions(self.conn, today, ahead, short_lock_timeout=False)
             self.checked_day = today
         return self.conn
 

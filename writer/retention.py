@@ -28,7 +28,8 @@ CLOCK_STEP_LIMIT = timedelta(days=1)
 PRUNE_MAX_ROWS = 1_000_000
 """Ledger rows deleted per pass at most (in chunks of writer/partitions.py PRUNE_CHUNK_ROWS)."""
 _PASS_LOCK = 0x7E1E_0003
-"""Session advisory lock: one replica's pass at a time; the others skip theirs."""
+"""Session advisory lock (with the schema's hash): one replica's pass at a time per schema; the
+others skip theirs."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def run_retention(conn: psycopg.Connection[Any], now: datetime, retention_days: 
     ``conn`` is in autocommit mode; every step is its own short transaction.
     """
     report = RetentionReport()
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", [_PASS_LOCK]).fetchone()
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", [_PASS_LOCK]).fetchone()
     if not (row and row[0]):
         return report
     try:
@@ -94,7 +95,7 @@ def run_retention(conn: psycopg.Connection[Any], now: datetime, retention_days: 
         conn.execute("UPDATE retention_state SET last_pass_at = %s, refused_at = NULL, refusal = NULL", [now])
         return report
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", [_PASS_LOCK])
+        conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", [_PASS_LOCK])
 
 
 def accept_clock(conn: psycopg.Connection[Any]) -> None:

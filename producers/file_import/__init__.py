@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from redis import Redis
+from rq.exceptions import NoSuchJobError
 
 from common.errors import ConfigError
 from common.queue import fetch_job, get_queue
@@ -100,7 +101,11 @@ def watch_import(
 ) -> int:
     """Show a job's progress bar until it ends; print its summary and bad rows. 0 = imported, 1 = failed."""
     out = out or sys.stderr
-    job = fetch_job(settings, job_id, connection)
+    try:
+        job = fetch_job(settings, job_id, connection)
+    except NoSuchJobError:
+        out.write(f"telemetry-admin: no import job {job_id} (unknown, or its result expired)\n")
+        return 1
     tty = out.isatty()
     last = ""
     while True:
@@ -121,6 +126,7 @@ def watch_import(
         return 1
     result = job.return_value() or {}
     for lineno, reason in result.get("bad_row_samples", []):
+        reason = str(reason).removeprefix(f"line {lineno}: ")  # the parser's reason may name the line too
         out.write(f"  bad row, line {lineno}: {reason}\n")
     out.write(json.dumps({k: v for k, v in result.items() if k != "bad_row_samples"}) + "\n")
     return 0

@@ -77,3 +77,21 @@ def test_env_names_lists_every_setting() -> None:
     names = env_names()
     assert "TELEMETRY_REDIS__URL" in names and "TELEMETRY_WRITER__CLAIM_IDLE_MS" in names
     assert names["TELEMETRY_WRITER__BATCH_MAX_ROWS"] == 20_000
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "why"),
+    [
+        ("TELEMETRY_PRODUCER__RANGES", "{bad", "not valid JSON"),
+        ("TELEMETRY_OBD__PIDS", "{'RPM': 1}", "not valid JSON"),
+        ("TELEMETRY_OBD__PIDS", "[1, 2]", "valid dictionary"),
+    ],
+)
+def test_a_bad_json_setting_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, why: str
+) -> None:
+    """Issue 10.7: malformed JSON gave a 40-line pydantic-settings traceback naming only the section."""
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(_env_file=None)
+    assert str(err.value).count("\n") == 0 and var in str(err.value) and why in str(err.value), err.value

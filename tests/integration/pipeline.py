@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,8 +64,22 @@ def start_writer(settings: Settings, consumer: str, extra_env: dict[str, str] | 
     )
 
 
-def stop_process(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 20) -> str:
+def stop_process(
+    proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 20, wait_first: float = 0
+) -> str:
+    """Its output, after it exits by itself within ``wait_first`` s or else is sent ``sig``.
+
+    The process never outlives the call: if it ignores ``sig`` for ``timeout`` s it is killed.
+    """
+    if wait_first:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            out, _ = proc.communicate(timeout=wait_first)
+            return out
     if proc.poll() is None:
         os.kill(proc.pid, sig)
-    out, _ = proc.communicate(timeout=timeout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate(timeout=10)
     return out

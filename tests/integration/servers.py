@@ -1,17 +1,21 @@
-"""Throwaway servers for resilience and security tests: a private redis-server on a free port.
+"""Throwaway servers for resilience and security tests: a private redis-server or PostgreSQL
+cluster on a free port.
 
-Each test that stops, kills or reconfigures Redis starts its own server here, so the shared
-server (and other tests) are never disturbed. Stopped at the end of the test.
+Each test that stops, kills, restarts or reconfigures a server starts its own here, so the
+machine's servers (and other work using them) are never disturbed. Stopped at the end of the
+test. Nothing here ever calls pg_ctlcluster or touches 127.0.0.1:5432 / :6379.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +85,108 @@ def redis_server_factory(tmp_path: Path) -> Iterator[object]:
     yield make
     for server in servers:
         server.stop(signal.SIGKILL)
+
+
+def pg_bindir() -> Path | None:
+    """The newest PostgreSQL server binaries (initdb, pg_ctl) on this machine, if any."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if not found and shutil.which("initdb"):
+        found = [str(Path(shutil.which("initdb") or "").resolve())]
+    return Path(found[-1]).parent if found else None
+
+
+class PgServer:
+    """A private PostgreSQL cluster (initdb, trust auth) on 127.0.0.1:<free port>.
+
+    ``stop()``/``start()`` make an outage, ``restart()`` a fast restart; data survives both.
+    As root, the cluster runs as the ``postgres`` user (initdb refuses root). ``options`` are
+    extra ``-c name=value`` server settings.
+    """
+
+    def __init__(self, bindir: Path, options: tuple[str, ...] = ()) -> None:
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="telemetry-pg-"))  # not under pytest's root-only tmp folder
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.options = options
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            shutil.chown(self.root, "postgres")
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def run(self, *cmd: str) -> None:
+        full = ["su", "postgres", "-c", " ".join(cmd)] if self.as_postgres else list(cmd)
+        proc = subprocess.run(full, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            log = self.root / "log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-2000:]}{tail}")
+
+    def init(self) -> None:
+        self.run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        opts = [
+            f"-p {self.port}",
+            "-c listen_addresses=127.0.0.1",
+            "-c fsync=off",
+            f"-c unix_socket_directories={self.root}",
+        ]
+        opts += [f"-c {o}" for o in self.options]
+        pg_ctl = str(self.bindir / "pg_ctl")
+        self.run(
+            pg_ctl,
+            "-D",
+            str(self.data),
+            "-o",
+            f"'{' '.join(opts)}'",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.root / "log"),
+            "start",
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def destroy(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_server_factory() -> Iterator[object]:
+    """``make(*options, init=callable)`` -> a started private PgServer; all destroyed afterwards.
+
+    ``init(server)`` runs after initdb and before the first start (to add TLS files, say).
+    """
+    bindir = pg_bindir()
+    if bindir is None:
+        unavailable("PostgreSQL server binaries (initdb, pg_ctl) not found; deploy/local-services.sh installs them")
+    assert bindir is not None
+    servers: list[PgServer] = []
+
+    def make(*options: str, init: object = None) -> PgServer:
+        assert bindir is not None
+        server = PgServer(bindir, options)
+        servers.append(server)
+        server.init()
+        if callable(init):
+            init(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.destroy()

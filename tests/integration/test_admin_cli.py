@@ -62,10 +62,10 @@ def test_streams_and_deadletter_commands(settings: Settings, redis: Redis) -> No
 
 
 def test_partitions_create_and_bad_input(settings: Settings) -> None:
-    assert "created 2 partitions" in admin(
-        settings, "partitions", "create", "2019-04-07", "2019-04-08"
-    )  # readings only
-    assert "created 0 partitions" in admin(settings, "partitions", "create", "2019-04-07")
+    two = admin(settings, "partitions", "create", "2019-04-07", "2019-04-08")
+    assert two.startswith("2019-04-07..2019-04-08 (2 days): 2 new partitions"), two  # readings only
+    one = admin(settings, "partitions", "create", "2019-04-07")
+    assert one.startswith("2019-04-07 (1 day): 0 new partitions"), one
     out = admin(settings, "partitions", "create", "2019-04-08", "2019-04-07", ok=False)
     assert "LAST_DAY must be on or after FIRST_DAY" in out
 
@@ -78,3 +78,33 @@ def test_bad_config_names_the_variable(settings: Settings) -> None:
     )
     assert proc.returncode == 2
     assert "TELEMETRY_WRITER__BATCH_MAX_ROWS" in proc.stderr
+
+
+def one_line_error(settings: Settings, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run a command that must fail with exactly one line on stderr and no traceback; return it."""
+    full_env = env_for(settings)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "writer.admin", *args],
+        env=full_env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("telemetry-admin: "), lines
+    return lines[0]
+
+
+def test_operator_mistakes_get_one_clear_line(settings: Settings, redis: Redis) -> None:
+    """Issue 10.7: a traceback or a KeyError repr used to be printed for each of these."""
+    assert "no import job no-such-job" in one_line_error(settings, "import-status", "no-such-job")
+    assert one_line_error(settings, "deadletter", "replay", "1-0") == "telemetry-admin: no dead letter 1-0"
+    wrong_role = {"TELEMETRY_POSTGRES__DSN": settings.postgres.dsn.replace("postgres@", "no_such_role_x@")}
+    line = one_line_error(settings, "migrate", env=wrong_role)
+    assert 'role "no_such_role_x" does not exist' in line and "TELEMETRY_POSTGRES__DSN" in line
+    line = one_line_error(settings, "streams", env={"TELEMETRY_REDIS__URL": "redis://127.0.0.1:1/0"})
+    assert "Redis" in line and "TELEMETRY_REDIS__URL" in line

@@ -23,7 +23,7 @@ from common.settings import FileImportSettings, Settings
 from producers.file_import import enqueue_import, watch_import
 from producers.file_import.mapping import ColumnMapping
 from tests.conftest import REPO
-from tests.helpers import count_readings, pg_query, running_writer, wait_for
+from tests.helpers import count_readings, pg_query, remove_rq_keys, running_writer, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,8 @@ def isettings(settings: Settings, redis: Redis) -> Iterator[Settings]:
         update={"file_import": FileImportSettings(queue=f"imports-{settings.redis.namespace}", chunk_rows=50)}
     )
     yield s
-    get_queue(s, redis).delete(delete_jobs=True)
+    remove_rq_keys(redis, s.file_import.queue)
+    assert not list(redis.scan_iter(match=f"rq:*{s.file_import.queue}*")), "rq keys left behind"
 
 
 def make_csv(path: Path, rows: int, bad_every: int = 0) -> Path:

@@ -4,7 +4,8 @@ local processes (no Docker engine here).
 What is rewritten, and only that: service hostnames (``redis``, ``postgres``) become the test
 servers on 127.0.0.1; secrets (ACL users, password files) are dropped because the test servers
 have none; the Redis namespace, the PostgreSQL schema and the rq queue name are made unique to
-this test; the endpoint binds 127.0.0.1 on a free port instead of 0.0.0.0:9108/9109. Services
+this test; the endpoint binds 127.0.0.1 on a free port instead of 0.0.0.0:9108/9109; the spool
+folder (a named volume in compose) is a folder of the test's own. Services
 with a profile (hardware, monitoring) and the servers themselves are not started.
 """
 
@@ -19,6 +20,7 @@ import subprocess
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError, URLError
 
@@ -31,7 +33,7 @@ from rq import Queue, Worker
 
 from common.settings import Settings
 from tests.conftest import REPO
-from tests.helpers import count_readings, wait_for
+from tests.helpers import count_readings, remove_rq_keys, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +59,7 @@ def interpolate(value: str) -> str:
     return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
 
 
-def local_env(env: dict[str, Any], redis_url: str, pg_dsn: str, ns: str) -> dict[str, str]:
+def local_env(env: dict[str, Any], redis_url: str, pg_dsn: str, ns: str, volume: Path) -> dict[str, str]:
     """A service's compose environment, pointed at the local test servers (see module docstring)."""
     out = {k: v for k, v in os.environ.items() if not k.startswith(("TELEMETRY_", "RQ_"))}
     for key, value in env.items():
@@ -72,6 +74,8 @@ def local_env(env: dict[str, Any], redis_url: str, pg_dsn: str, ns: str) -> dict
             value = pg_dsn
         elif key == "TELEMETRY_HTTP__HOST":
             value = "127.0.0.1"
+        elif key == "TELEMETRY_PRODUCER__SPOOL_DIR":
+            value = str(volume / value.strip("/"))
         out[key] = value
     out.update(TELEMETRY_REDIS__NAMESPACE=ns, TELEMETRY_POSTGRES__SCHEMA_NAME=ns)
     out["TELEMETRY_REDIS__URL"] = redis_url
@@ -81,12 +85,12 @@ def local_env(env: dict[str, Any], redis_url: str, pg_dsn: str, ns: str) -> dict
 
 
 @pytest.fixture
-def stack(redis_url: str, pg_dsn: str) -> Iterator[dict[str, Any]]:
+def stack(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     local = {n: s for n, s in services.items() if n not in SERVERS and "profiles" not in s}
     assert set(local) == {"migrate", "writer", "rq-worker", "producer-simulate"}
     ns = "t" + uuid.uuid4().hex[:10]
-    envs = {n: local_env(s.get("environment") or {}, redis_url, pg_dsn, ns) for n, s in local.items()}
+    envs = {n: local_env(s.get("environment") or {}, redis_url, pg_dsn, ns, tmp_path) for n, s in local.items()}
     queue = f"imports-{ns}"  # rq keys are not namespaced: never share a queue with other tests
     commands = {n: [queue if a == "imports" else a for a in s["command"]] for n, s in local.items()}
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -115,9 +119,10 @@ def stack(redis_url: str, pg_dsn: str) -> Iterator[dict[str, Any]]:
                 p.send_signal(signal.SIGTERM)
         codes = {n: p.wait(30) for n, p in procs.items()}
         r = Redis.from_url(redis_url)
-        keys = list(r.scan_iter(match="{" + ns + "}*")) + list(r.scan_iter(match=f"rq:*{queue}*"))
+        keys = list(r.scan_iter(match="{" + ns + "}*"))
         if keys:
             r.delete(*keys)
+        remove_rq_keys(r, queue)
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(ns)))
     assert all(c == 0 for n, c in codes.items() if n != "rq-worker"), codes  # clean SIGTERM shutdown
@@ -150,3 +155,5 @@ def test_compose_services_run_locally_and_commit_readings(stack: dict[str, Any])
     wait_for(lambda: len(Worker.all(queue=Queue(stack["queue"], connection=r))) == 1, 20, what="rq worker registered")
     before = count_readings(settings)
     wait_for(lambda: count_readings(settings) > before, 10, interval=0.2, what="readings keep flowing")
+    spool = Path(envs["producer-simulate"]["TELEMETRY_PRODUCER__SPOOL_DIR"])
+    assert [p.name for p in spool.iterdir()], "the producer runs with its spool (compose turns it on)"

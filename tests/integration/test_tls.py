@@ -8,12 +8,10 @@ in the DSN (``sslmode=verify-full sslrootcert=/path/ca.crt``). No code path diff
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from common.settings import PostgresSettings, RedisSettings, Settings
 from tests.conftest import unavailable
 from tests.helpers import count_readings, running_writer, wait_for
 from tests.integration.pipeline import produce_simulated
-from tests.integration.servers import free_port
+from tests.integration.servers import PgServer
 from writer.pg import connect_pg
 
 pytestmark = pytest.mark.integration
@@ -75,37 +73,20 @@ def test_redis_over_tls_end_to_end(settings: Settings, redis_server_factory: Any
 
 
 @pytest.fixture
-def tls_postgres(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
-    """A throwaway PostgreSQL cluster with ssl=on; yields (port, ca.crt, rogue ca.crt)."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
-    if not bins[-1]:
-        unavailable("initdb not found (PostgreSQL server binaries)")
-    bindir = Path(bins[-1]).parent
+def tls_postgres(tmp_path: Path, pg_server_factory: Callable[..., PgServer]) -> tuple[int, Path, Path]:
+    """A throwaway PostgreSQL cluster with ssl=on; returns (port, ca.crt, rogue ca.crt)."""
     ca, crt, key = make_ca(tmp_path / "ca", "telemetry-test-ca")
     rogue, _, _ = make_ca(tmp_path / "rogue", "rogue-ca")
-    root = Path(tempfile.mkdtemp(prefix="telemetry-pgtls-"))  # not under pytest's root-only tmp folder
-    data, port = root / "data", free_port()
-    as_postgres = os.geteuid() == 0  # initdb refuses to run as root
 
-    def run(*cmd: str) -> None:
-        full = ["su", "postgres", "-c", " ".join(cmd)] if as_postgres else list(cmd)
-        subprocess.run(full, check=True, capture_output=True, timeout=60)
+    def add_certificates(server: PgServer) -> None:
+        for src, name in ((crt, "server.crt"), (key, "server.key")):
+            shutil.copy(src, server.data / name)
+            os.chmod(server.data / name, 0o600)
+            if server.as_postgres:
+                shutil.chown(server.data / name, "postgres")
 
-    if as_postgres:
-        shutil.chown(root, "postgres")
-    run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    for src, name in ((crt, "server.crt"), (key, "server.key")):
-        shutil.copy(src, data / name)
-        os.chmod(data / name, 0o600)
-        if as_postgres:
-            shutil.chown(data / name, "postgres")
-    opts = f"-p {port} -c listen_addresses=127.0.0.1 -c ssl=on -c fsync=off -c unix_socket_directories={root}"
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", f"'{opts}'", "-w", "-l", str(root / "log"), "start")
-    try:
-        yield port, ca, rogue
-    finally:
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+    server = pg_server_factory("ssl=on", init=add_certificates)
+    return server.port, ca, rogue
 
 
 def test_postgres_over_tls_verifies_the_server(tls_postgres: tuple[int, Path, Path]) -> None:

@@ -1,4 +1,7 @@
-"""PostgreSQL down for 60 s under load: back off, open and close the breaker, lose nothing."""
+"""PostgreSQL down for 60 s under load: back off, open and close the breaker, lose nothing.
+
+The outage is of a private PostgreSQL cluster started for the test (never the machine's own).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,15 @@ import threading
 import pytest
 from redis import Redis
 
-from common.settings import Settings
 from tests.helpers import pg_query, running_writer, wait_for
+from tests.integration.conftest import PrivatePg
 from tests.integration.pipeline import produce_simulated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_postgres_down_60s(settings: Settings, redis: Redis, pg_outage: object) -> None:
+def test_postgres_down_60s(private_pg: PrivatePg, redis: Redis) -> None:
+    settings = private_pg.settings
     stop = threading.Event()
     done: list[int] = []
 
@@ -32,7 +36,7 @@ def test_postgres_down_60s(settings: Settings, redis: Redis, pg_outage: object) 
         t.start()
         wait_for(lambda: live.frames >= 400, 60, what="writer running before the outage")
         before = live.frames
-        pg_outage(60, during=lambda: seen_states.add(live.pg_breaker))  # type: ignore[operator]
+        private_pg.outage(60, during=lambda: seen_states.add(live.pg_breaker))
         t.join(120)
         wait_for(lambda: live.frames >= 6000, 120, what="everything committed after the outage")
         seen_states.add(live.pg_breaker)

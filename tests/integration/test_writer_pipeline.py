@@ -15,7 +15,8 @@ from common.schema import Priority
 from common.settings import Settings
 from tests.conftest import settings_for
 from tests.helpers import count_readings, pg_query, running_writer, wait_for
-from tests.integration.pipeline import frame, produce_simulated, publish, start_writer
+from tests.integration.conftest import PrivatePg
+from tests.integration.pipeline import frame, produce_simulated, publish, start_writer, stop_process
 from writer import deadletter
 
 pytestmark = pytest.mark.integration
@@ -58,12 +59,15 @@ def test_100k_frames_from_several_producers_land_exactly_once(settings: Settings
 
 def test_kill_9_between_commit_and_ack_leaves_no_duplicate(settings: Settings, redis: Redis) -> None:
     produce_simulated(settings, redis, 5_000, devices=2, channels=3)
-    # Deterministic: the writer SIGKILLs itself right after its 2nd commit, before XACK.
-    proc = start_writer(settings, "crashy", {"TELEMETRY_FAULT_KILL_AT": "after_commit:2"})
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, out
+    # Deterministic: batches of at most 300 rows (100 frames), so 5,000 frames take 50 commits
+    # whatever the machine's speed; the writer SIGKILLs itself right after its 2nd, before XACK.
+    proc = start_writer(
+        settings, "crashy", {"TELEMETRY_FAULT_KILL_AT": "after_commit:2", "TELEMETRY_WRITER__BATCH_MAX_ROWS": "300"}
+    )
+    out = stop_process(proc, signal.SIGKILL, wait_first=60)
+    assert proc.returncode == -signal.SIGKILL and "killed by fault injection" in out, out
     committed = count_readings(settings)
-    assert committed > 0
+    assert 0 < committed < 15_000
     pending = sum(redis.xpending(k, "writer")["pending"] for k in settings.redis.names.streams)
     assert pending > 0, "the killed writer should have left committed-but-unacked entries"
     with running_writer(settings, consumer="survivor") as live:
@@ -77,8 +81,8 @@ def test_pending_entries_of_a_dead_replica_are_claimed(settings: Settings, redis
     produce_simulated(settings, redis, 2_000, devices=2, channels=2)
     # The first replica reads a batch and dies before committing anything.
     proc = start_writer(settings, "doomed", {"TELEMETRY_FAULT_KILL_AT": "after_read:1"})
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, out
+    out = stop_process(proc, signal.SIGKILL, wait_first=60)
+    assert proc.returncode == -signal.SIGKILL and "killed by fault injection" in out, out
     assert count_readings(settings) == 0
     doomed_pending = redis.xpending(settings.redis.names.stream(Priority.NORMAL), "writer")["pending"]
     assert doomed_pending > 0
@@ -149,7 +153,9 @@ def test_critical_frame_is_committed_ahead_of_a_bulk_backlog(settings: Settings,
         wait_for(lambda: live.frames >= 40_001, 120, what="backlog drained")
 
 
-def test_writer_rides_out_a_postgres_restart(settings: Settings, redis: Redis, pg_restart: object) -> None:
+def test_writer_rides_out_a_postgres_restart(private_pg: PrivatePg, redis: Redis) -> None:
+    """A fast restart of PostgreSQL (a private cluster, never the machine's own) under load."""
+    settings = private_pg.settings
     stop = threading.Event()
     t = threading.Thread(
         target=lambda: [produce_simulated(settings, redis, 500, 2, 2, f"r{i}") for i in range(20) if not stop.is_set()]
@@ -157,7 +163,7 @@ def test_writer_rides_out_a_postgres_restart(settings: Settings, redis: Redis, p
     with running_writer(settings) as live:
         t.start()
         wait_for(lambda: live.frames > 1000, 60)
-        pg_restart()  # type: ignore[operator]
+        private_pg.restart()
         t.join(120)
         wait_for(lambda: live.frames >= 10_000, 90, what="all frames after the restart")
         assert live.pg_errors > 0, "the restart was not noticed"

@@ -122,3 +122,25 @@ def test_systemd_units_run_the_console_scripts() -> None:
         exec_start = re.search(r"^ExecStart=(\S+)", text, re.M)
         assert exec_start and exec_start.group(1).rsplit("/", 1)[-1] in scripts, unit.name
         assert "User=telemetry" in text and "EnvironmentFile=/etc/telemetry/telemetry.env" in text
+
+
+def test_producers_spool_by_default_in_compose_and_systemd() -> None:
+    """Issue 10.8: the shipped deployments left the spool off, so a Redis restart lost what was read."""
+    spool = "/var/lib/telemetry/spool"
+    c = compose()
+    assert "producer-spool" in c["volumes"]
+    for name, svc in c["services"].items():
+        if not name.startswith("producer-"):
+            continue
+        assert svc["environment"]["TELEMETRY_PRODUCER__SPOOL_DIR"] == spool, name
+        assert f"producer-spool:{spool}" in svc["volumes"], name
+        # a stable name: the spool folder is per producer name, <source>@<hostname> by default
+        assert svc.get("hostname") or svc.get("network_mode") == "host", name
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    assert f"mkdir -p {spool}" in dockerfile and "chown -R telemetry:telemetry /var/lib/telemetry" in dockerfile
+    unit = (REPO / "deploy" / "systemd" / "telemetry-producer@.service").read_text()
+    assert "ProtectSystem=strict" in unit  # so the spool needs a writable state directory:
+    assert re.search(r"^StateDirectory=telemetry/spool$", unit, re.M)
+    assert re.search(r"^Environment=TELEMETRY_PRODUCER__SPOOL_DIR=%S/telemetry/spool$", unit, re.M)
+    # Environment= comes before the env files, which may override it
+    assert unit.index("Environment=TELEMETRY_PRODUCER__SPOOL_DIR") < unit.index("EnvironmentFile=")

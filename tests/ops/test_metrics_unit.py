@@ -125,7 +125,8 @@ def test_producer_metrics_count_by_priority_and_endpoint_answers() -> None:
             "device_connected": False,
             "breaker_device_closed": True,
         }
-        assert _get(base + "/nope")[0] == 404
+        status, body = _get(base + "/nope")
+        assert status == 404 and json.loads(body)["paths"] == ["/metrics", "/healthz", "/readyz"]  # no /summary here
     finally:
         server.close()
 

@@ -49,7 +49,8 @@ GRANT SELECT, UPDATE ON retention_state TO telemetry_writer;
 -- created as a plain table and then ATTACHed: ATTACH PARTITION takes SHARE UPDATE EXCLUSIVE on
 -- readings, which neither waits for a long dashboard query nor blocks inserts (CREATE TABLE
 -- ... PARTITION OF takes ACCESS EXCLUSIVE). The CHECK constraint spares ATTACH a scan. An
--- advisory lock serialises replicas doing the same work.
+-- advisory lock per schema serialises replicas doing the same work; it is waited for without
+-- the caller's lock_timeout (the holder's work is bounded: a few days, each lock-timed).
 CREATE OR REPLACE FUNCTION ensure_partitions(first_day date, last_day date) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
@@ -58,11 +59,14 @@ DECLARE
     lo text;
     hi text;
     n integer := 0;
+    caller_lock_timeout text := current_setting('lock_timeout');
 BEGIN
     IF last_day - first_day > 3660 THEN
         RAISE EXCEPTION 'ensure_partitions: at most 3660 days per call';
     END IF;
-    PERFORM pg_advisory_xact_lock(2115895298);  -- 0x7E1E0002, writer/partitions.py
+    PERFORM set_config('lock_timeout', '0', true);
+    PERFORM pg_advisory_xact_lock(2115895298, hashtext(current_schema()));  -- 0x7E1E0002, this schema
+    PERFORM set_config('lock_timeout', caller_lock_timeout, true);
     WHILE d <= last_day LOOP
         part := 'readings_p' || to_char(d, 'YYYYMMDD');
         IF to_regclass(quote_ident(part)) IS NULL THEN
