@@ -176,3 +176,18 @@ def test_one_frame_from_the_future_does_not_freeze_current_state(settings: Setti
         wait_for(lambda: live.frames == 2, 30)
     assert pg_query(settings, "SELECT value FROM current_state WHERE device = 'dev'") == [(1.0,)]
     assert count_readings(settings) == 2, "the frame from the future is stored all the same"
+
+
+def test_a_current_state_row_already_frozen_in_the_future_is_replaced(settings: Settings) -> None:
+    """Point 11: a row written before the horizon existed (or by a writer whose clock was ahead)."""
+    now = datetime.now(UTC)
+    with connect_pg(settings.postgres) as conn:
+        ensure_partitions(conn, now.date(), now.date())
+        conn.execute(
+            "INSERT INTO current_state (source, device, channel, observed_at, value, unit, quality)"
+            " VALUES ('simulate', 'dev', 'x', %s, 99, '', 'good')",
+            [now + timedelta(days=2)],
+        )
+        f = replace(frame("dev", 1, observed_at=now, x=1.0), producer="p@b/1", seq=1)
+        write_frames(conn, [f], state_horizon=now + timedelta(minutes=5))
+    assert pg_query(settings, "SELECT value, observed_at FROM current_state") == [(1.0, now)]
