@@ -36,9 +36,9 @@ from writer.deadletter import dead_letter
 from writer.gate import CHECK_EVERY, PriorityGate
 from writer.latency import record_latency
 from writer.pg import PgLink, mask_dsn
-from writer.pg_copy import write_frames
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.retry import describe, is_transient
+from writer.sink import Sink
 from writer.stats import WriterStats
 from writer.trim import trim_acked, unread_deletions
 
@@ -73,6 +73,7 @@ class Writer:
         gate: PriorityGate | None = None,
         rank: int = 0,
         wall: Clock | None = None,
+        sink: Sink | None = None,
     ):
         self.s = settings
         self.wall = wall or SystemClock()
@@ -88,7 +89,9 @@ class Writer:
         self.checkpoint = functools.partial(self.gate.checkpoint, rank)
         self.keys = tuple(self.names.stream(p) for p in priorities)
         self.batch = Batcher(self.w.batch_max_rows, self.w.batch_max_age_ms / 1000)
-        self.link = PgLink(settings, lambda up: self.stats.pg_links.__setitem__(lane, up), clock, self.wall)
+        self.link: Sink = sink or PgLink(
+            settings, lambda up: self.stats.pg_links.__setitem__(lane, up), clock, self.wall
+        )
         self.pg_breaker = Breaker("postgres", failures=3, open_s=5.0, successes=1, clock=clock)
         self.pg_backoff = Backoff(base=0.2, cap=10.0)
         self.redis_backoff = Backoff(base=0.1, cap=5.0)
@@ -245,7 +248,7 @@ class Writer:
         t0 = time.perf_counter()
         try:
             horizon = self.wall.now() + timedelta(seconds=self.w.current_state_max_ahead_s)
-            result = write_frames(conn, [f for _, f in items], snapshots, self.checkpoint, horizon)
+            result = self.link.write(conn, [f for _, f in items], snapshots, self.checkpoint, horizon)
         except Exception as exc:
             self.observe("copy", time.perf_counter() - t0, False, 0)
             if is_transient(exc):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from datetime import date, timedelta
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,8 +24,10 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool
 
 from common.clock import Clock, SystemClock
+from common.schema import Frame
 from common.settings import PostgresSettings, Settings
 from writer.partitions import ensure_partitions, has_partition
+from writer.pg_copy import BatchResult, write_frames
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +107,8 @@ def mask_dsn(dsn: str) -> str:
 
 
 class PgLink:
-    """One writer lane's PostgreSQL link: a pooled connection held until an error.
+    """One writer lane's PostgreSQL link (its writer/sink.py Sink): a pooled connection held
+    until an error.
 
     Partition upkeep is not done here (writer/upkeep.py runs it in its own thread); the only
     DDL on this path is creating today's partition (and those ahead) when it is missing, checked
@@ -143,6 +146,17 @@ class PgLink:
                 ensure_partitions(self.conn, today, ahead, short_lock_timeout=False)
             self.checked_day = today
         return self.conn
+
+    def write(
+        self,
+        conn: psycopg.Connection[Any],
+        frames: Sequence[Frame],
+        snapshots: Sequence[Frame],
+        checkpoint: Callable[[], None],
+        state_horizon: datetime | None,
+    ) -> BatchResult:
+        """writer/sink.py Sink.write: write_frames on ``conn``."""
+        return write_frames(conn, frames, snapshots, checkpoint, state_horizon)
 
     def drop(self) -> None:
         """After an error: close the connection (it may be half-broken) and give it back."""

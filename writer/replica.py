@@ -1,7 +1,8 @@
 """run_writer(): one writer replica: three lanes (urgent, live, bulk) in three threads, and
 partition upkeep (writer/upkeep.py) in a fourth.
 
-Each lane is a writer/loop.py Writer with its own Redis and PostgreSQL connections; they share
+Each lane is a writer/loop.py Writer with its own Redis connection and PostgreSQL sink
+(writer/sink.py, built here and passed in); they share
 one consumer name, one stats object and one PriorityGate, so a lane pauses while a more
 urgent one has frames in hand. No reading or writing of its own here.
 """
@@ -20,7 +21,7 @@ from common.settings import Settings
 from common.streams import consumer_name
 from writer.gate import PriorityGate
 from writer.loop import Observer, Writer
-from writer.pg import connect_pg
+from writer.pg import PgLink, connect_pg
 from writer.stats import WriterStats
 from writer.upkeep import PartitionUpkeep
 
@@ -35,6 +36,11 @@ LANES: tuple[tuple[str, tuple[Priority, ...]], ...] = (
 
 URGENT_SWITCH_INTERVAL_S = 0.0005
 """GIL switch interval of a writer process (the default is 5 ms)."""
+
+
+def _pg_sink(settings: Settings, stats: WriterStats, lane: str, wall: Clock) -> PgLink:
+    """A lane's PostgreSQL sink: its own pooled connection, its state shown in ``stats.pg_links``."""
+    return PgLink(settings, lambda up: stats.pg_links.__setitem__(lane, up), wall=wall)
 
 
 def run_writer(
@@ -63,7 +69,7 @@ def run_writer(
     gate = PriorityGate(len(LANES))
     lanes = [
         Writer(settings, connect_redis(settings.redis), name, priorities=prios, lane=lane, stats=stats, gate=gate,
-               rank=rank, wall=wall)
+               rank=rank, wall=wall, sink=_pg_sink(settings, stats, lane, wall))
         for rank, (lane, prios) in enumerate(LANES)
     ]  # fmt: skip
     upkeep = PartitionUpkeep(settings, stats, wall, lambda: connect_pg(settings.postgres))
