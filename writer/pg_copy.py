@@ -137,15 +137,7 @@ def write_frames(
             cur.execute(_STORED_KEYS)
             for p, s, d in cur.fetchall():
                 stored.setdefault((p, s), d)
-        fresh = []
-        for i, (f, digest) in enumerate(zip(frames, digests, strict=True)):
-            key = f.key
-            known = stored.get(key)
-            if key in inserted and known == digest:
-                inserted.discard(key)  # a key twice in one batch is written once
-                fresh.append(f)
-            elif known is not None and known != digest:
-                result.reused.append(i)
+        fresh, result.reused = sort_keys(frames, digests, inserted, stored)
         result.duplicates = len(frames) - len(fresh) - len(result.reused)
         if not fresh:
             return result
@@ -162,6 +154,33 @@ def write_frames(
                 cur.execute(_INSERT_SNAPSHOT, _snapshot_columns(chosen))
         result.frames = len(fresh)
     return result
+
+
+def sort_keys(
+    frames: Sequence[Frame],
+    digests: Sequence[int],
+    inserted: set[tuple[str, int]],
+    stored: dict[tuple[str, int], int | None],
+) -> tuple[list[Frame], list[int]]:
+    """Which frames to write, and the positions of the key reuses; the rest are duplicates. Pure.
+
+    ``inserted``: keys this transaction added to the ledger; ``stored``: the ledger's digest of
+    every key of the batch. A frame is written when its key is new and its digest is the one
+    stored (the first such frame of a batch); a frame whose digest differs from the stored one
+    is key reuse. A stored digest of None (a key from before migration 003) matches anything.
+    """
+    pending = set(inserted)
+    fresh: list[Frame] = []
+    reused: list[int] = []
+    for i, (f, digest) in enumerate(zip(frames, digests, strict=True)):
+        key = f.key
+        known = stored.get(key)
+        if key in pending and known == digest:
+            pending.discard(key)  # a key twice in one batch is written once
+            fresh.append(f)
+        elif known is not None and known != digest:
+            reused.append(i)
+    return fresh, reused
 
 
 def _utc_day(ts: datetime) -> date:
