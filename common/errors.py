@@ -8,6 +8,7 @@
     └── WriteError
         ├── TransientWriteError  retry with backoff (connection loss, timeouts, OOM)
         └── PermanentWriteError  the data is bad; dead-letter it (SQLSTATE 22, 23)
+            └── KeyReuseError    a committed (producer, seq) came again with other content
 
 Parsers raise; only the run loops (``producers/base.py``, ``writer/loop.py``) catch.
 """
@@ -53,3 +54,13 @@ class TransientWriteError(WriteError):
 
 class PermanentWriteError(WriteError):
     """The data itself is rejected: isolate the bad frames and dead-letter them."""
+
+
+class KeyReuseError(PermanentWriteError):
+    """A frame's idempotency key (producer, seq) was committed before with other content.
+
+    The frame is not stored (the first one keeps the key) and goes to the dead-letter stream.
+    """
+
+    def __init__(self, producer: str, seq: int) -> None:
+        super().__init__(f"key reuse: ({producer!r}, {seq}) was committed before with different content; not stored")

@@ -105,6 +105,12 @@ class PostgresSettings(Section):
     """Seconds to wait for a PostgreSQL connection."""
     statement_timeout_ms: int = Field(default=30_000, ge=100)
     """Longest a single statement may run; a timeout is retried, never dead-lettered."""
+    lock_timeout_ms: int = Field(default=5_000, ge=0)
+    """Longest a statement waits for a lock (a ledger row held by another replica's open
+    transaction); the batch is then retried. 0 = wait without limit."""
+    idle_in_transaction_timeout_ms: int = Field(default=5_000, ge=0)
+    """The server ends a session idle inside a transaction this long, releasing its locks (a
+    paused or vanished replica). 0 = never."""
 
     @model_validator(mode="after")
     def _load_secret(self) -> PostgresSettings:
@@ -145,6 +151,11 @@ class WriterSettings(Section):
     """Daily partitions older than this are dropped; partitions exist back to this horizon."""
     partitions_ahead_days: int = Field(default=3, ge=1)
     """Daily partitions are created this many days ahead, so midnight never stalls ingest."""
+    retention_max_days_per_pass: int = Field(default=3, ge=1)
+    """Most daily partitions one retention pass (every 10 minutes) drops."""
+    current_state_max_ahead_s: float = Field(default=300.0, ge=0)
+    """Frames observed further than this ahead of the writer's clock are stored in readings but
+    do not update current_state (one frame from a clock days ahead would freeze it)."""
     snapshot_interval_s: float = Field(default=0.0, ge=0)
     """Write a JSONB snapshot per device and session to ``frames`` this often; 0 = off."""
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -32,15 +33,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
 
 
 @contextmanager
-def running_writer(settings: Settings, consumer: str = "test-writer") -> Iterator[Any]:
-    """Run the writer loop in a thread for the duration of the block; yields its stats."""
+def running_writer(settings: Settings, consumer: str = "test-writer", **replica: Any) -> Iterator[Any]:
+    """Run the writer loop in a thread for the duration of the block; yields its stats.
+
+    ``replica``: more arguments of run_writer (``clock``, ``upkeep_interval_s``).
+    """
     from writer.replica import run_writer
 
     stop = threading.Event()
     holder: dict[str, Any] = {}
 
     def target() -> None:
-        holder["stats"] = run_writer(settings, stop, consumer=consumer, stats_out=holder)
+        holder["stats"] = run_writer(settings, stop, consumer=consumer, stats_out=holder, **replica)
 
     thread = threading.Thread(target=target, name=f"writer-{consumer}", daemon=True)
     thread.start()
@@ -100,6 +104,19 @@ def running_producer(
         stop.set()
         thread.join(10)
         assert not thread.is_alive(), "producer thread did not stop"
+
+
+class ShiftedClock:
+    """The system clock moved by ``offset`` (a clock jump), changeable while a writer runs."""
+
+    def __init__(self, offset: timedelta = timedelta(0)) -> None:
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns()
 
 
 def remove_rq_keys(redis: Redis, queue: str) -> int:

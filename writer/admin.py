@@ -2,6 +2,7 @@
 
 telemetry-admin migrate
 telemetry-admin partitions create FIRST_DAY [LAST_DAY]
+telemetry-admin retention accept-clock         # after checking the clock: let retention run again
 telemetry-admin streams                      # length, lag, pending per consumer
 telemetry-admin status [--json]              # live view: streams, writers, producers, gaps, dead letters
 telemetry-admin deadletter list [--count N]
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -35,7 +36,7 @@ def _migrate(s: Settings, _args: argparse.Namespace) -> int:
 
     with connect_pg(s.postgres) as conn:
         applied = migrate(conn, s.postgres.schema_name)
-        made = maintain(conn, date.today(), s.writer.retention_days, s.writer.partitions_ahead_days)
+        made = maintain(conn, datetime.now(UTC).date(), s.writer.retention_days, s.writer.partitions_ahead_days)
     print(f"schema {s.postgres.schema_name}: applied {applied or 'nothing (up to date)'}; {made} new partitions")
     return 0
 
@@ -54,6 +55,17 @@ def _partitions(s: Settings, args: argparse.Namespace) -> int:
     days = (last - first).days + 1
     span = str(first) if first == last else f"{first}..{last}"
     print(f"{span} ({days} day{'s' if days > 1 else ''}): {made} new partitions ({', '.join(PARTITIONED)} per day)")
+    return 0
+
+
+def _retention(s: Settings, args: argparse.Namespace) -> int:
+    from writer.pg import connect_pg
+    from writer.retention import accept_clock
+
+    with connect_pg(s.postgres) as conn:
+        row = conn.execute("SELECT refusal FROM retention_state").fetchone()
+        accept_clock(conn)
+    print(f"retention will trust the clock from its next pass (last refusal: {row[0] if row else None})")
     return 0
 
 
@@ -124,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("first", help="YYYY-MM-DD")
     p.add_argument("last", nargs="?", help="YYYY-MM-DD (default: FIRST)")
     p.set_defaults(fn=_partitions)
+    p = sub.add_parser("retention", help="accept-clock: let retention run after it refused a clock step")
+    p.add_argument("op", choices=["accept-clock"])
+    p.set_defaults(fn=_retention)
     p = sub.add_parser("streams", help="length, lag and pending per priority stream")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=_streams)

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -23,7 +24,8 @@ from redis.exceptions import RedisError
 
 from common.backoff import Backoff
 from common.breaker import Breaker
-from common.errors import DecodeError
+from common.clock import Clock, SystemClock
+from common.errors import DecodeError, KeyReuseError
 from common.schema import Frame, Priority, decode
 from common.settings import Settings
 from writer import faults
@@ -34,9 +36,9 @@ from writer.deadletter import dead_letter
 from writer.gate import CHECK_EVERY, PriorityGate
 from writer.latency import record_latency
 from writer.pg import PgLink, mask_dsn
-from writer.pg_copy import write_frames
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.retry import describe, is_transient
+from writer.sink import Sink
 from writer.stats import WriterStats
 from writer.trim import trim_acked, unread_deletions
 
@@ -70,8 +72,11 @@ class Writer:
         stats: WriterStats | None = None,
         gate: PriorityGate | None = None,
         rank: int = 0,
+        wall: Clock | None = None,
+        sink: Sink | None = None,
     ):
         self.s = settings
+        self.wall = wall or SystemClock()
         self.w = settings.writer
         self.redis = redis
         self.names = settings.redis.names
@@ -84,7 +89,9 @@ class Writer:
         self.checkpoint = functools.partial(self.gate.checkpoint, rank)
         self.keys = tuple(self.names.stream(p) for p in priorities)
         self.batch = Batcher(self.w.batch_max_rows, self.w.batch_max_age_ms / 1000)
-        self.link = PgLink(settings, lambda up: self.stats.pg_links.__setitem__(lane, up), clock)
+        self.link: Sink = sink or PgLink(
+            settings, lambda up: self.stats.pg_links.__setitem__(lane, up), clock, self.wall
+        )
         self.pg_breaker = Breaker("postgres", failures=3, open_s=5.0, successes=1, clock=clock)
         self.pg_backoff = Backoff(base=0.2, cap=10.0)
         self.redis_backoff = Backoff(base=0.1, cap=5.0)
@@ -240,7 +247,8 @@ class Writer:
         """Write items; on a data error split the batch in halves until the bad frames are alone."""
         t0 = time.perf_counter()
         try:
-            result = write_frames(conn, [f for _, f in items], snapshots, self.checkpoint)
+            horizon = self.wall.now() + timedelta(seconds=self.w.current_state_max_ahead_s)
+            result = self.link.write(conn, [f for _, f in items], snapshots, self.checkpoint, horizon)
         except Exception as exc:
             self.observe("copy", time.perf_counter() - t0, False, 0)
             if is_transient(exc):
@@ -255,6 +263,10 @@ class Writer:
         self._add(batches=1, frames=result.frames, rows=result.rows, duplicates=result.duplicates)
         self.stats.last_commit_at = self.clock()
         logger.debug("committed %d frames (%d rows, %d duplicates)", result.frames, result.rows, result.duplicates)
+        if result.reused:  # committed around them; they go to the dead-letter stream
+            reused = set(result.reused)
+            failed = [(items[i][0], KeyReuseError(items[i][1].producer, items[i][1].seq)) for i in result.reused]
+            return [it for i, it in enumerate(items) if i not in reused], failed
         return items, []
 
     def _snapshots(self, items: list[Item]) -> list[Frame]:

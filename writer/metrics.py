@@ -103,6 +103,7 @@ class WriterTelemetry:
     def collect(self) -> Iterator[Metric]:
         if self.stats is not None:
             yield from self._stats_families(self.stats)
+            yield from _retention_families(self.stats)
         up = gauge("collector_up", "1 if the scrape-time query of this dependency answered.", ["part"])
         yield from self._stream_families(up)
         yield from self._gap_families(up)
@@ -255,3 +256,18 @@ class WriterTelemetry:
         self._close_pg()
         if self._redis is not None:
             self._redis.close()
+
+
+def _retention_families(s: WriterStats) -> Iterator[Metric]:
+    """Partition upkeep and retention (writer/upkeep.py, writer/retention.py)."""
+    dropped = counter("writer_partitions_dropped", "Daily partitions dropped by retention.")
+    dropped.add_metric([], s.partitions_dropped)
+    yield dropped
+    refusals = counter(
+        "writer_retention_refusals", "Retention passes that dropped nothing because the clock moved more than a day."
+    )
+    refusals.add_metric([], s.retention_refusals)
+    yield refusals
+    refused = gauge("writer_retention_refused", "1 while retention refuses to run (clock step; see the log).")
+    refused.add_metric([], 1.0 if s.retention_refused else 0.0)
+    yield refused

@@ -27,11 +27,14 @@ def migration_files() -> list[tuple[int, Path]]:
     return out
 
 
-def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> list[int]:
-    """Create ``schema`` if needed and apply pending migrations; return the versions applied."""
+def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str, upto: int | None = None) -> list[int]:
+    """Create ``schema`` if needed and apply pending migrations (up to version ``upto``, for
+    upgrade tests); return the versions applied."""
     applied_now: list[int] = []
     ident = sql.Identifier(schema)
     with conn.transaction():
+        # Replicas starting together wait for each other's migration, however long it takes.
+        conn.execute("SET LOCAL lock_timeout = 0")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
         conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(ident))
@@ -41,7 +44,7 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> list[i
         )
         done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
         for version, path in migration_files():
-            if version in done:
+            if version in done or (upto is not None and version > upto):
                 continue
             conn.execute(path.read_text())
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", [version, path.name])

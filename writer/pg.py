@@ -1,7 +1,11 @@
 """PostgreSQL connections for the writer and the admin CLI, with timeouts and keepalives.
 
 TCP keepalives and ``tcp_user_timeout`` make a black-holed link (no RST) fail within
-seconds instead of hanging; ``statement_timeout`` bounds every statement. The writer takes
+seconds instead of hanging, on both ends (the server's keepalives and
+``client_connection_check_interval`` are set per session, so the server also notices a
+vanished client); ``statement_timeout`` bounds every statement, ``lock_timeout`` every lock
+wait, and ``idle_in_transaction_session_timeout`` ends a session that stopped inside its
+transaction (a paused replica holding ledger row locks). The writer takes
 its connection from a pool (``open_pool``) that checks a connection before handing it out
 and reconnects in the background. ``mask_dsn`` is how a DSN may appear in logs and errors.
 """
@@ -11,16 +15,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import conninfo
 from psycopg_pool import ConnectionPool
 
+from common.clock import Clock, SystemClock
+from common.schema import Frame
 from common.settings import PostgresSettings, Settings
-from writer.partitions import maintain
+from writer.partitions import ensure_partitions, has_partition
+from writer.pg_copy import BatchResult, write_frames
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +42,34 @@ def connect_kwargs(settings: PostgresSettings) -> dict[str, Any]:
         "keepalives_count": 3,
         "tcp_user_timeout": 10_000,
         "application_name": "telemetry-writer",
-        "options": f"-c search_path={settings.schema_name} -c statement_timeout={settings.statement_timeout_ms}",
+        "options": " ".join(f"-c {k}={v}" for k, v in session_parameters(settings).items()),
     }
     if settings.password is not None:
         kwargs["password"] = settings.password.get_secret_value()
     return kwargs
+
+
+SERVER_KEEPALIVES = {
+    "tcp_keepalives_idle": 5,
+    "tcp_keepalives_interval": 2,
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+    "client_connection_check_interval": 2_000,
+}
+"""Server-side liveness checks of the client socket (PostgreSQL >= 14): a replica whose host
+vanished (no FIN, no RST) has its session ended, and its locks released, within ~15 s even
+in the middle of a statement."""
+
+
+def session_parameters(settings: PostgresSettings) -> dict[str, object]:
+    """Server settings of every session (``-c`` options): schema, timeouts, keepalives."""
+    return {
+        "search_path": settings.schema_name,
+        "statement_timeout": settings.statement_timeout_ms,
+        "lock_timeout": settings.lock_timeout_ms,
+        "idle_in_transaction_session_timeout": settings.idle_in_transaction_timeout_ms,
+        **SERVER_KEEPALIVES,
+    }
 
 
 def connect_pg(settings: PostgresSettings, autocommit: bool = True) -> psycopg.Connection[Any]:
@@ -76,23 +106,29 @@ def mask_dsn(dsn: str) -> str:
     return conninfo.make_conninfo("", **parts)
 
 
-PARTITION_CHECK_S = 600.0
-"""How often a connected writer makes partitions ahead and drops those past retention."""
-
-
 class PgLink:
-    """One writer lane's PostgreSQL link: a pooled connection held until an error, plus
-    partition upkeep (on connect and every PARTITION_CHECK_S)."""
+    """One writer lane's PostgreSQL link (its writer/sink.py Sink): a pooled connection held
+    until an error.
+
+    Partition upkeep is not done here (writer/upkeep.py runs it in its own thread); the only
+    DDL on this path is creating today's partition (and those ahead) when it is missing, checked
+    once per connection and day, because a frame of today cannot be committed without it.
+    """
 
     def __init__(
-        self, settings: Settings, on_state: Callable[[bool], None], clock: Callable[[], float] = time.monotonic
+        self,
+        settings: Settings,
+        on_state: Callable[[bool], None],
+        clock: Callable[[], float] = time.monotonic,
+        wall: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.on_state = on_state
         self.clock = clock
+        self.wall = wall or SystemClock()
         self.pool: ConnectionPool | None = None
         self.conn: psycopg.Connection[Any] | None = None
-        self.next_partitions = 0.0
+        self.checked_day: date | None = None
 
     def connection(self) -> psycopg.Connection[Any]:
         """The connection to use; raises a transient error (PoolTimeout ...) when PostgreSQL is away."""
@@ -102,12 +138,25 @@ class PgLink:
             self.conn = self.pool.getconn()  # checked by the pool
             self.on_state(True)
             logger.info("connected to postgres %s", mask_dsn(self.settings.postgres.dsn))
-            self.next_partitions = 0.0
-        if self.clock() >= self.next_partitions:
-            self.next_partitions = self.clock() + PARTITION_CHECK_S
-            w = self.settings.writer
-            maintain(self.conn, datetime.now(UTC).date(), w.retention_days, w.partitions_ahead_days, drop=True)
+            self.checked_day = None
+        today = self.wall.now().date()
+        if today != self.checked_day:
+            if not has_partition(self.conn, today):
+                ahead = today + timedelta(days=self.settings.writer.partitions_ahead_days)
+                ensure_partitions(self.conn, today, ahead, short_lock_timeout=False)
+            self.checked_day = today
         return self.conn
+
+    def write(
+        self,
+        conn: psycopg.Connection[Any],
+        frames: Sequence[Frame],
+        snapshots: Sequence[Frame],
+        checkpoint: Callable[[], None],
+        state_horizon: datetime | None,
+    ) -> BatchResult:
+        """writer/sink.py Sink.write: write_frames on ``conn``."""
+        return write_frames(conn, frames, snapshots, checkpoint, state_horizon)
 
     def drop(self) -> None:
         """After an error: close the connection (it may be half-broken) and give it back."""

@@ -1,20 +1,25 @@
 """Write a batch of frames to PostgreSQL in one transaction, exactly once per frame key.
 
 Steps, in one transaction:
-1. insert the batch's keys into ``frame_keys`` (ON CONFLICT DO NOTHING RETURNING): the keys
-   returned are new; any other frame was committed before (a re-send or a redelivery);
+1. insert the batch's keys (producer, seq) with a digest of each frame's content into
+   ``frame_keys`` (ON CONFLICT DO NOTHING RETURNING): the keys returned are new. A key
+   already there with the same digest is a duplicate (a re-send or a redelivery: skipped); with
+   another digest it is key reuse (reported in ``BatchResult.reused``, never written; the
+   caller dead-letters it). Inside one batch the first frame of a key wins the same way;
 2. binary COPY the new frames' channels into ``readings``;
-3. upsert ``current_state`` and ``producer_progress`` from the same frames.
+3. upsert ``current_state`` (only from frames not too far ahead of the writer's clock) and
+   ``producer_progress`` from the same frames.
 Concurrent writers cannot both insert a key: the second waits on the first's commit, then
 sees the conflict. No Redis here; the caller acks after this returns.
 """
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
@@ -37,14 +42,20 @@ READINGS_TYPES = [
 
 # The batch's keys go to a temporary table by binary COPY (C-formatted; array parameters
 # are dumped in Python, which cost a tenth of the writer's time), then into the ledger.
+# Named after the ledger's version (003) so a session that outlived a migration cannot use
+# a table of the old shape.
 _CREATE_BATCH_KEYS = (
-    "CREATE TEMP TABLE IF NOT EXISTS batch_keys (producer text, seq int8, observed_at timestamptz)"
+    "CREATE TEMP TABLE IF NOT EXISTS batch_keys_v3 (producer text, seq int8, day date, digest int8)"
     " ON COMMIT DELETE ROWS"
 )
-_COPY_BATCH_KEYS = "COPY batch_keys (producer, seq, observed_at) FROM STDIN (FORMAT BINARY)"
+_COPY_BATCH_KEYS = "COPY batch_keys_v3 (producer, seq, day, digest) FROM STDIN (FORMAT BINARY)"
 _INSERT_KEYS = (
-    "INSERT INTO frame_keys (producer, seq, observed_at) SELECT producer, seq, observed_at FROM batch_keys"
-    " ON CONFLICT DO NOTHING RETURNING producer, seq"
+    "INSERT INTO frame_keys (producer, seq, day, digest) SELECT producer, seq, day, digest FROM batch_keys_v3"
+    " ON CONFLICT DO NOTHING RETURNING producer, seq, digest"
+)
+_STORED_KEYS = (
+    "SELECT k.producer, k.seq, k.digest FROM frame_keys k"
+    " JOIN (SELECT DISTINCT producer, seq FROM batch_keys_v3) b USING (producer, seq)"
 )
 _UPSERT_STATE = (
     "INSERT INTO current_state (source, device, channel, observed_at, value, text_value, unit, quality, session)"
@@ -53,7 +64,7 @@ _UPSERT_STATE = (
     " ON CONFLICT (source, device, channel) DO UPDATE SET"
     " observed_at = excluded.observed_at, value = excluded.value, text_value = excluded.text_value,"
     " unit = excluded.unit, quality = excluded.quality, session = excluded.session, updated_at = now()"
-    " WHERE excluded.observed_at >= current_state.observed_at"
+    " WHERE excluded.observed_at >= current_state.observed_at OR current_state.observed_at > %s"
 )
 _UPSERT_PROGRESS = (
     "INSERT INTO producer_progress AS p (producer, source, frames, max_seq)"
@@ -79,7 +90,20 @@ class BatchResult:
     rows: int = 0
     """Readings rows newly committed."""
     duplicates: int = 0
-    """Frames skipped because their key was already committed."""
+    """Frames skipped because their key was already committed with the same content."""
+    reused: list[int] = field(default_factory=list)
+    """Positions (in ``frames``) of frames whose key was committed with other content: key
+    reuse, not written; the caller dead-letters them."""
+
+
+def frame_digest(frame: Frame) -> int:
+    """64 bits of a hash of what a frame says (time, source, device, session, channels).
+
+    Not received_at: a producer replaying its spool may stamp it anew; the key and the
+    content are what make a frame the same one.
+    """
+    doc = orjson.dumps((frame.observed_at, frame.source, frame.device, frame.session, frame.channels), default=tuple)
+    return int.from_bytes(hashlib.blake2b(doc, digest_size=8).digest(), "big", signed=True)
 
 
 def write_frames(
@@ -87,32 +111,41 @@ def write_frames(
     frames: Sequence[Frame],
     snapshots: Sequence[Frame] = (),
     checkpoint: Callable[[], None] = lambda: None,
+    state_horizon: datetime | None = None,
 ) -> BatchResult:
-    """Commit ``frames`` exactly once per key; raise psycopg errors (the caller classifies)."""
+    """Commit ``frames`` exactly once per key; raise psycopg errors (the caller classifies).
+
+    ``state_horizon``: frames observed after it are stored but do not touch ``current_state``,
+    and a current_state row dated after it is replaced by any newer-arriving value (one frame
+    from a clock days ahead must not freeze it). None = no limit.
+    """
     result = BatchResult()
     if conn not in _HAS_BATCH_KEYS:
         # Outside the batch transaction: a rolled-back batch must not take the table with it.
         conn.execute(_CREATE_BATCH_KEYS)
         _HAS_BATCH_KEYS.add(conn)
+    digests = [frame_digest(f) for f in frames]
     with conn.transaction(), conn.cursor() as cur:
         with cur.copy(_COPY_BATCH_KEYS) as copy:
-            copy.set_types(["text", "int8", "timestamptz"])
-            for f in frames:
-                copy.write_row((f.producer, f.seq, f.observed_at))
+            copy.set_types(["text", "int8", "date", "int8"])
+            for f, digest in zip(frames, digests, strict=True):
+                copy.write_row((f.producer, f.seq, _utc_day(f.observed_at), digest))
         cur.execute(_INSERT_KEYS)
-        new_keys = set(cur.fetchall())
-        fresh = []
-        for f in frames:
-            key = (f.producer, f.seq)
-            if key in new_keys:
-                new_keys.discard(key)  # a key twice in one batch is written once
-                fresh.append(f)
-        result.duplicates = len(frames) - len(fresh)
+        stored: dict[tuple[str, int], int | None] = {(p, s): d for p, s, d in cur.fetchall()}
+        inserted = set(stored)
+        if len(inserted) < len({f.key for f in frames}):  # some keys were there before
+            cur.execute(_STORED_KEYS)
+            for p, s, d in cur.fetchall():
+                stored.setdefault((p, s), d)
+        fresh, result.reused = sort_keys(frames, digests, inserted, stored)
+        result.duplicates = len(frames) - len(fresh) - len(result.reused)
         if not fresh:
             return result
-        state = _copy_readings(cur, fresh, checkpoint)
+        horizon = state_horizon or datetime.max.replace(tzinfo=UTC)
+        state = _copy_readings(cur, fresh, checkpoint, horizon)
         result.rows = sum(len(f.channels) for f in fresh)
-        cur.execute(_UPSERT_STATE, [list(col) for col in zip(*state, strict=True)])
+        if state:
+            cur.execute(_UPSERT_STATE, [*(list(col) for col in zip(*state, strict=True)), horizon])
         cur.execute(_UPSERT_PROGRESS, _progress(fresh))
         if snapshots:
             fresh_ids = {id(f) for f in fresh}
@@ -123,10 +156,43 @@ def write_frames(
     return result
 
 
+def sort_keys(
+    frames: Sequence[Frame],
+    digests: Sequence[int],
+    inserted: set[tuple[str, int]],
+    stored: dict[tuple[str, int], int | None],
+) -> tuple[list[Frame], list[int]]:
+    """Which frames to write, and the positions of the key reuses; the rest are duplicates. Pure.
+
+    ``inserted``: keys this transaction added to the ledger; ``stored``: the ledger's digest of
+    every key of the batch. A frame is written when its key is new and its digest is the one
+    stored (the first such frame of a batch); a frame whose digest differs from the stored one
+    is key reuse. A stored digest of None (a key from before migration 003) matches anything.
+    """
+    pending = set(inserted)
+    fresh: list[Frame] = []
+    reused: list[int] = []
+    for i, (f, digest) in enumerate(zip(frames, digests, strict=True)):
+        key = f.key
+        known = stored.get(key)
+        if key in pending and known == digest:
+            pending.discard(key)  # a key twice in one batch is written once
+            fresh.append(f)
+        elif known is not None and known != digest:
+            reused.append(i)
+    return fresh, reused
+
+
+def _utc_day(ts: datetime) -> date:
+    """The day of the readings partition (partitions are UTC days)."""
+    return ts.astimezone(UTC).date()
+
+
 def _copy_readings(
-    cur: psycopg.Cursor[Any], frames: Sequence[Frame], checkpoint: Callable[[], None]
+    cur: psycopg.Cursor[Any], frames: Sequence[Frame], checkpoint: Callable[[], None], horizon: datetime
 ) -> list[tuple[Any, ...]]:
-    """Binary COPY the frames' channels into readings; return current_state rows (latest per channel).
+    """Binary COPY the frames' channels into readings; return current_state rows (latest per
+    channel, among the frames observed no later than ``horizon``).
 
     The hot loop of the writer: one tuple per reading and one C-level dict update per frame.
     """
@@ -147,6 +213,8 @@ def _copy_readings(
                     write((obs, rcv, src, dev, name, value, None, unit, quality, sess, prod, seq))
                 else:
                     write((obs, rcv, src, dev, name, None, value, unit, quality, sess, prod, seq))
+            if obs > horizon:
+                continue  # from the future: stored, but not the current state
             key = (src, dev)
             dev_state = latest.get(key)
             if dev_state is None:

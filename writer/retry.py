@@ -9,33 +9,27 @@ from __future__ import annotations
 import psycopg
 from redis.exceptions import RedisError
 
-TRANSIENT_CLASSES = frozenset(
-    {
-        "08",  # connection exception
-        "40",  # transaction rollback: 40001 serialization_failure, 40P01 deadlock_detected
-        "53",  # insufficient resources (disk full, out of memory, too many connections)
-        "54",  # program limit exceeded (statement too complex): retry smaller? treated as transient
-        "55",  # object not in prerequisite state (lock not available)
-        "57",  # operator intervention: 57P01 admin_shutdown, 57014 query_canceled (timeout)
-        "58",  # system error (I/O error)
-        "42",  # syntax/undefined table: a migration not applied yet; wait, never dead-letter good data
-        "3D",  # invalid catalog name: the database is not there yet
-        "XX",  # internal error
-    }
-)
 PERMANENT_CLASSES = frozenset(
     {
         "22",  # data exception: bad value, NUL byte (22021), out of range
         "23",  # integrity constraint violation, incl. 23514 (no partition for the row)
     }
 )
+"""The only SQLSTATE classes that say the data is bad. Every other server error (08 connection,
+25006 read-only transaction on a standby or with default_transaction_read_only, 40 rollback,
+42 a migration not applied yet, 53 resources, 55P03 lock_timeout, 57 shutdown or timeout, XX
+internal ...) is about the server, so the batch is retried and good data never dead-letters
+(issue 11, point 6). A reused idempotency key is found by the ledger (writer/pg_copy.py), not
+by a SQLSTATE."""
 
 
 def is_transient(exc: BaseException) -> bool:
     """True if retrying the same batch later may succeed; False if the data itself is bad.
 
-    Unknown errors count as permanent so that one odd frame cannot stall ingest forever;
-    bisection confines them to the frames that really fail (as Telegraf does).
+    With a server SQLSTATE only classes 22 and 23 are data errors. Without one, a broken or
+    closed connection is transient; anything else raised while formatting rows (a lone
+    surrogate's UnicodeEncodeError, a value psycopg cannot dump) is permanent, and bisection
+    confines it to the frames that really fail (as Telegraf does).
     """
     if isinstance(exc, RedisError | OSError | TimeoutError):
         return True
@@ -44,10 +38,7 @@ def is_transient(exc: BaseException) -> bool:
         if state is None:
             # No SQLSTATE: the connection broke (OperationalError) or was closed (InterfaceError).
             return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-        if state[:2] in PERMANENT_CLASSES:
-            return False
-        return state[:2] in TRANSIENT_CLASSES
-    # UnicodeEncodeError (lone surrogates) and anything else raised while formatting rows.
+        return state[:2] not in PERMANENT_CLASSES
     return False
 
 

@@ -24,6 +24,14 @@ class WriterStats:
     """Times a trim pass found entries deleted before the group read them (a stream was cut)."""
     dead_letters: Counter[str] = field(default_factory=Counter)
     pg_errors: int = 0
+    retention_passes: int = 0
+    """Retention passes run by this replica (refused ones included)."""
+    partitions_dropped: int = 0
+    """Daily partitions dropped by retention (writer/upkeep.py)."""
+    retention_refusals: int = 0
+    """Retention passes that refused to drop anything because the clock moved (writer/retention.py)."""
+    retention_refused: bool = False
+    """True while the last retention pass refused."""
     redis_errors: int = 0
     last_commit_at: float | None = None
     latency: dict[str, LatencyHistogram] = field(default_factory=dict)

@@ -63,7 +63,7 @@ def test_streams_and_deadletter_commands(settings: Settings, redis: Redis) -> No
 
 def test_partitions_create_and_bad_input(settings: Settings) -> None:
     two = admin(settings, "partitions", "create", "2019-04-07", "2019-04-08")
-    assert two.startswith("2019-04-07..2019-04-08 (2 days): ") and "new partitions" in two, two
+    assert two.startswith("2019-04-07..2019-04-08 (2 days): 2 new partitions"), two  # readings only
     one = admin(settings, "partitions", "create", "2019-04-07")
     assert one.startswith("2019-04-07 (1 day): 0 new partitions"), one
     out = admin(settings, "partitions", "create", "2019-04-08", "2019-04-07", ok=False)

@@ -53,6 +53,7 @@ DENIED = [
     "ALTER TABLE readings ADD COLUMN x int",
     "CREATE TABLE evil (x int)",
     "DELETE FROM frame_keys",
+    "DELETE FROM retention_state",
     "DELETE FROM producer_progress",
     "SELECT * FROM schema_migrations",
     "UPDATE retention_policy SET min_retention_days = 1",
@@ -79,3 +80,14 @@ def test_retention_floor_is_set_by_the_owner(settings: Settings) -> None:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT drop_partitions_before(current_date - 10)")
         assert conn.execute("SELECT drop_partitions_before(current_date - 30)").fetchone() == ([],)
+
+
+def test_writer_role_runs_partition_upkeep_and_retention(writer_settings: Settings) -> None:
+    from common.clock import SystemClock
+    from writer.pg import connect_pg
+    from writer.stats import WriterStats
+    from writer.upkeep import PartitionUpkeep
+
+    s = writer_settings
+    report = PartitionUpkeep(s, WriterStats(), SystemClock(), lambda: connect_pg(s.postgres)).step()
+    assert report.ran and report.plan is not None and report.plan.refusal is None

@@ -77,6 +77,14 @@ def test_read_reply_is_sorted_critical_first() -> None:
         (pgerr.UndefinedTable("relation readings does not exist"), True),
         (psycopg.InterfaceError("the connection is closed"), True),
         (RedisConnectionError("Connection refused"), True),
+        # Issue 11, point 6: with a SQLSTATE, only classes 22 and 23 are data errors.
+        (pgerr.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"), True),
+        (pgerr.LockNotAvailable("canceling statement due to lock timeout"), True),
+        (pgerr.IdleInTransactionSessionTimeout("terminating connection due to idle-in-transaction timeout"), True),
+        (pgerr.InsufficientPrivilege("permission denied for table readings"), True),
+        (pgerr.FeatureNotSupported("not supported"), True),
+        (pgerr.RaiseException("raised by a function"), True),
+        (pgerr.ProgramLimitExceeded("row is too big"), True),
         (pgerr.CharacterNotInRepertoire("invalid byte sequence for encoding UTF8: 0x00"), False),
         (pgerr.NumericValueOutOfRange("out of range"), False),
         (pgerr.CheckViolation("no partition of relation found for row"), False),
@@ -92,3 +100,18 @@ def test_describe_names_the_sqlstate() -> None:
     assert describe(pgerr.CheckViolation("no partition\nDETAIL: x"))[0] == "sqlstate:23514"
     assert describe(pgerr.CheckViolation("no partition\nDETAIL: x"))[1] == "no partition"
     assert describe(ValueError("boom")) == ("ValueError", "boom")
+
+
+def test_sort_keys_writes_a_key_once_and_reports_reuse() -> None:
+    from dataclasses import replace
+
+    from writer.pg_copy import frame_digest, sort_keys
+
+    a = Frame("simulate", "d", T, T, 0, (Channel("x", 1.0),), producer="p", seq=1)
+    other = replace(a, observed_at=T.replace(hour=1))  # same key, other content
+    legacy = replace(a, seq=2)
+    frames = [a, other, a, legacy]
+    digests = [frame_digest(f) for f in frames]
+    assert digests[0] != digests[1] and frame_digest(replace(a, received_at=T.replace(hour=2))) == digests[0]
+    fresh, reused = sort_keys(frames, digests, {("p", 1)}, {("p", 1): digests[0], ("p", 2): None})
+    assert fresh == [a] and reused == [1]  # the second a is a duplicate; legacy (NULL digest) too
