@@ -359,7 +359,7 @@ class ScalesSettings(Section):
 
 class FileImportSettings(Section):
     queue: str = "imports"
-    """rq queue name; run ``rq worker --url <redis url> <queue>``."""
+    """rq queue name, of ``telemetry-admin import`` and ``telemetry-import-worker``."""
     chunk_rows: int = Field(default=1000, ge=1)
     """Frames published per pipeline (and between progress/back-pressure checks)."""
     max_backlog: int = Field(default=200_000, ge=0)

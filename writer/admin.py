@@ -4,6 +4,7 @@ telemetry-admin migrate
 telemetry-admin partitions create FIRST_DAY [LAST_DAY]
 telemetry-admin retention accept-clock         # after checking the clock: let retention run again
 telemetry-admin streams                      # length, lag, pending per consumer
+telemetry-admin streams repair               # remove entry IDs from the future (forged XADD IDs)
 telemetry-admin status [--json]              # live view: streams, writers, producers, gaps, dead letters
 telemetry-admin deadletter list [--count N]
 telemetry-admin deadletter show ID
@@ -70,6 +71,8 @@ def _retention(s: Settings, args: argparse.Namespace) -> int:
 
 
 def _streams(s: Settings, args: argparse.Namespace) -> int:
+    if args.action == "repair":
+        return _repair_ids(s, args)
     status = stream_status(connect_redis(s.redis), s.redis.names)
     if args.json:
         print(json.dumps(status, indent=2))
@@ -79,6 +82,27 @@ def _streams(s: Settings, args: argparse.Namespace) -> int:
         consumers = ", ".join(f"{c['name']}({c['pending']}, {c['idle_ms']})" for c in row["consumers"]) or "-"
         print(f"{row['stream']:<28} {row['length']:>9} {row['lag']!s:>9} {row['pending']:>9}  {consumers}")
     print(f"{s.redis.names.deadletter:<28} {status['deadletter']:>9}")
+    return 0
+
+
+def _repair_ids(s: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from writer.stream_ids import ids_ahead, repair
+
+    redis, names = connect_redis(s.redis), s.redis.names
+    now_ms, tolerance = int(time.time() * 1000), int(args.tolerance_hours * 3_600_000)
+    ahead = ids_ahead(redis, names.streams, now_ms, tolerance)
+    if not ahead:
+        print("no stream has entry IDs from the future: nothing to repair")
+        return 0
+    for key in ahead:
+        r = repair(redis, names, key, now_ms, tolerance)
+        print(
+            f"{key}: removed {r.deleted} entries with IDs ahead of the clock ({r.dead_lettered} to the dead-letter"
+            f" stream, replay them after checking); last ID now {r.last_id}"
+            + ("; writer group position reset" if r.group_reset else "")
+        )
     return 0
 
 
@@ -139,8 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retention", help="accept-clock: let retention run after it refused a clock step")
     p.add_argument("op", choices=["accept-clock"])
     p.set_defaults(fn=_retention)
-    p = sub.add_parser("streams", help="length, lag and pending per priority stream")
+    p = sub.add_parser("streams", help="length, lag and pending per priority stream; or repair entry IDs")
+    p.add_argument(
+        "action",
+        nargs="?",
+        default="status",
+        choices=["status", "repair"],
+        help="repair: remove entries whose IDs are ahead of the clock (an XADD with an explicit ID)",
+    )
     p.add_argument("--json", action="store_true")
+    p.add_argument("--tolerance-hours", type=float, default=24.0, help="repair: how far ahead an ID may be")
     p.set_defaults(fn=_streams)
     p = sub.add_parser("status", help="live view: streams, writers, producers, gaps, dead letters")
     p.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")

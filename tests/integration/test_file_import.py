@@ -1,4 +1,4 @@
-"""file_import end to end: enqueue (rq, real Redis) -> SimpleWorker -> bulk stream -> writer -> PostgreSQL.
+"""file_import end to end: enqueue (rq, real Redis) -> the import worker -> bulk stream -> writer -> PostgreSQL.
 
 The CSV is SYNTHETIC (no public real PowerVision / WinPEP 8 export exists). Each test uses its own
 rq queue name (the test's namespace), so parallel runs do not take each other's jobs.
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
-from rq import SimpleWorker
 
 from common.queue import fetch_job, get_queue
 from common.schema import Priority
 from common.settings import FileImportSettings, Settings
 from producers.file_import import enqueue_import, watch_import
 from producers.file_import.mapping import ColumnMapping
+from producers.file_import.worker import build_worker
 from tests.conftest import REPO
 from tests.helpers import count_readings, pg_query, remove_rq_keys, running_writer, wait_for
 
@@ -57,7 +57,7 @@ def drained(redis: Redis, s: Settings) -> bool:
 
 
 def work(s: Settings, redis: Redis) -> None:
-    SimpleWorker([get_queue(s, redis)], connection=redis).work(burst=True)
+    build_worker(get_queue(s, redis), in_process=True).work(burst=True)
 
 
 def test_import_twice_creates_no_duplicates(isettings: Settings, redis: Redis, tmp_path: Path) -> None:
@@ -97,7 +97,12 @@ def test_import_waits_for_the_writer_backlog(isettings: Settings, redis: Redis, 
     job_id = enqueue_import(s, path, ColumnMapping(device_column="device"), connection=redis)
     # the stock CLI, as deployed; no TELEMETRY_* variables: the job carries what it needs
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
-    cmd = ["rq", "worker", "--burst", "--url", s.redis.url, s.file_import.queue]
+    cmd = ["telemetry-import-worker", "--burst"]
+    env.update(
+        TELEMETRY_REDIS__URL=s.redis.url,
+        TELEMETRY_REDIS__NAMESPACE=s.redis.namespace,
+        TELEMETRY_FILE_IMPORT__QUEUE=s.file_import.queue,
+    )
     worker = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     job = fetch_job(s, job_id, redis)
     # no writer yet: the job stops after about max_backlog entries and says why

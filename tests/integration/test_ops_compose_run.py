@@ -92,7 +92,10 @@ def stack(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[dict[str, Any
     ns = "t" + uuid.uuid4().hex[:10]
     envs = {n: local_env(s.get("environment") or {}, redis_url, pg_dsn, ns, tmp_path) for n, s in local.items()}
     queue = f"imports-{ns}"  # rq keys are not namespaced: never share a queue with other tests
-    commands = {n: [queue if a == "imports" else a for a in s["command"]] for n, s in local.items()}
+    assert envs["rq-worker"]["TELEMETRY_FILE_IMPORT__QUEUE"] == "imports"
+    for env in envs.values():
+        env["TELEMETRY_FILE_IMPORT__QUEUE"] = queue
+    commands = {n: list(s["command"]) for n, s in local.items()}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         migrate = subprocess.run(commands["migrate"], env=envs["migrate"], cwd=REPO, capture_output=True, timeout=60)

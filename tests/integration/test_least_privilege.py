@@ -1,0 +1,173 @@
+"""Least privilege against a stolen credential (issue 13), each credential used as an attacker would.
+
+Redis: the ACL file rendered by deploy/redis/render-acl.sh on a private redis-server (the
+``acl_redis`` fixture of test_redis_acl.py). PostgreSQL: roles from deploy/postgres/10-roles.sh
+on a private cluster (roles are cluster-wide, so never on the shared server).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from redis import Redis
+from redis.exceptions import NoPermissionError, ResponseError
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from common.publish import Publisher, new_producer_id
+from common.redis_client import connect_redis
+from common.schema import Priority
+from common.settings import FileImportSettings, Settings
+from producers.file_import import enqueue_import
+from producers.file_import.mapping import ColumnMapping
+from tests.conftest import REPO
+from tests.helpers import pg_query, remove_rq_keys, running_writer, wait_for
+from tests.integration.pipeline import frame
+from tests.integration.test_redis_acl import acl_redis, client
+from writer import deadletter
+from writer.stream_ids import ids_ahead, repair
+from writer.trim import unread_deletions
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["acl_redis"]
+
+
+def test_stolen_importer_credential_cannot_run_code_on_the_import_worker(
+    settings: Settings, acl_redis: Any, tmp_path: Path
+) -> None:
+    """13.1: ``Queue("imports").enqueue("os.system", ...)`` with the importer password ran as the worker."""
+    server, pw, folder = acl_redis
+    thief = client(server, "importer", pw["importer"])
+    queue = f"imports-{settings.redis.namespace}"
+    marker = tmp_path / "owned"
+    pickled = Queue(queue, connection=thief).enqueue("os.system", f"id > {marker}")  # rq's default: a pickle
+    as_json = Queue(queue, connection=thief, serializer=JSONSerializer).enqueue("os.system", f"id > {marker}")
+    # A real import on the same queue still runs, through the importer's ACL.
+    csv = tmp_path / "good.csv"
+    csv.write_text("Time,rpm\n2026-11-23T10:00:00Z,1000\n2026-11-23T10:00:01Z,1100\n")
+    s = settings.model_copy(
+        update={
+            "redis": settings.redis.model_copy(update={"url": server.url}),
+            "file_import": FileImportSettings(queue=queue),
+        }
+    )
+    good = enqueue_import(s, csv, ColumnMapping(device="pump"), connection=thief)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
+    env.update(
+        TELEMETRY_REDIS__URL=server.url,
+        TELEMETRY_REDIS__USERNAME="importer",
+        TELEMETRY_REDIS__PASSWORD_FILE=str(folder / "redis_importer_password"),
+        TELEMETRY_REDIS__NAMESPACE=settings.redis.namespace,
+        TELEMETRY_FILE_IMPORT__QUEUE=queue,
+    )
+    try:
+        run = subprocess.run(
+            ["telemetry-import-worker", "--burst"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        )
+        log = run.stdout + run.stderr
+        assert run.returncode == 0, log[-3000:]
+        assert not marker.exists(), "os.system ran on the worker"
+        assert log.count("refused: job") == 2, log[-3000:]
+        assert f"refused: job {as_json.id} names 'os.system'" in log
+        assert f"refused: job {pickled.id} names None" in log  # a pickle is never even decoded
+        admin = client(server, "admin", pw["admin"])
+        assert admin.xlen(settings.redis.names.stream(Priority.BULK)) == 2, log[-3000:]  # the real import ran
+        for job_id, status in ((pickled.id, b"failed"), (as_json.id, b"failed"), (good, b"finished")):
+            assert thief.hget(f"rq:job:{job_id}", "status") == status, job_id
+        for command in (
+            ("SCRIPT", "FLUSH"),
+            ("FUNCTION", "FLUSH"),
+            ("FUNCTION", "LOAD", "#!lua name=x\n"),
+            ("FCALL", "f", "0"),
+        ):
+            with pytest.raises(NoPermissionError):
+                thief.execute_command(*command)
+    finally:
+        remove_rq_keys(thief, queue)
+
+
+MAX_ID = "18446744073709551615-18446744073709551615"
+
+
+def as_user(settings: Settings, url: str, user: str, password: str) -> Settings:
+    redis = settings.redis.model_copy(update={"url": url, "username": user, "password": SecretStr(password)})
+    return settings.model_copy(update={"redis": redis})
+
+
+def test_a_forged_max_id_is_detected_by_the_writer_and_repaired_by_the_admin(
+    settings: Settings, acl_redis: Any
+) -> None:
+    """13.2: one producer XADD with the largest ID stopped that priority for every producer."""
+    server, pw, folder = acl_redis
+    names = settings.redis.names
+    crit = names.stream(Priority.CRITICAL)
+    producer = as_user(settings, server.url, "producer", pw["producer"])
+    writer = as_user(settings, server.url, "writer", pw["writer"])
+    honest = Publisher(connect_redis(producer.redis), names, new_producer_id("honest"))
+    frames = [replace(frame("alarm", i, x=float(i)), priority=Priority.CRITICAL) for i in range(6)]
+    honest.stamp(frames[:3])
+    assert honest.send() == 3
+    with running_writer(writer) as live:
+        wait_for(lambda: live.frames == 3, 30, what="genuine critical frames")
+        thief = client(server, "producer", pw["producer"])
+        thief.execute_command("XADD", crit, MAX_ID, "v", "1", "src", "forged")  # Redis cannot refuse it
+        with pytest.raises(ResponseError, match="exhausted the last possible ID"):
+            thief.xadd(crit, {"v": "1"})
+        # Detected with the writer's own credential, within one trim pass.
+        now_ms = int(time.time() * 1000)
+        assert ids_ahead(connect_redis(writer.redis), names.streams, now_ms) == {crit: MAX_ID}
+        # The one-command repair, as the admin user.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
+        env.update(
+            TELEMETRY_REDIS__URL=server.url,
+            TELEMETRY_REDIS__USERNAME="admin",
+            TELEMETRY_REDIS__PASSWORD_FILE=str(folder / "redis_admin_password"),
+            TELEMETRY_REDIS__NAMESPACE=names.namespace,
+        )
+        fixed = subprocess.run(
+            [sys.executable, "-m", "writer.admin", "streams", "repair"],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert fixed.returncode == 0, fixed.stderr
+        assert f"{crit}: removed 1 entries" in fixed.stdout, fixed.stdout
+        honest.stamp(frames[3:])
+        assert honest.send() == 3  # XADD * works again
+        wait_for(lambda: live.frames == 6, 30, what="frames published after the repair")
+    admin = client(server, "admin", pw["admin"])
+    assert ids_ahead(admin, names.streams, int(time.time() * 1000)) == {}
+    # The forged entry is kept for inspection: dead-lettered by the repair, or (it is no frame) by
+    # the writer if it read it first; either way exactly once.
+    dead = deadletter.list_dead(admin, names)
+    assert [(d["entry_id"], d["stream"]) for _, d in dead] == [(MAX_ID, crit)], dead
+    assert dead[0][1]["error_class"] in ("forged_id", "DecodeError")
+    rows = pg_query(settings, "SELECT count(DISTINCT seq) FROM readings WHERE device = 'alarm'")
+    assert rows[0][0] == 6
+
+
+def test_repair_keeps_every_genuine_entry_and_the_group_position(settings: Settings, redis: Redis) -> None:
+    """Repair with the writer behind: genuine entries not yet delivered are still delivered after it."""
+    names = settings.redis.names
+    key = names.stream(Priority.NORMAL)
+    first = redis.xadd(key, {"n": "1"})
+    redis.xgroup_create(key, names.group, id="0")
+    assert redis.xreadgroup(names.group, "w", {key: ">"}, count=1)  # delivered, then acked
+    redis.xack(key, names.group, first)
+    second = redis.xadd(key, {"n": "2"})  # genuine, not yet delivered
+    redis.execute_command("XADD", key, MAX_ID, "n", "forged")
+    result = repair(redis, names, key, int(time.time() * 1000))
+    assert (result.deleted, result.dead_lettered, result.group_reset) == (1, 1, False)
+    third = redis.xadd(key, {"n": "3"})
+    got = redis.xreadgroup(names.group, "w", {key: ">"})
+    assert [eid for eid, _ in got[0][1]] == [second, third]
+    assert unread_deletions(redis, names, [key]) == []
+    dead = deadletter.list_dead(redis, names)
+    assert [(d["entry_id"], d["error_class"]) for _, d in dead] == [(MAX_ID, "forged_id")]
