@@ -10,7 +10,8 @@ Exactly one dead letter per poison entry: one Lua script XACKs the original and 
 letter only if that XACK acknowledged it (an entry another replica already resolved is left
 alone) and only if the entry is not in the dead-letter index (a group recreated after NOGROUP
 delivers it again). The script declares no ``allow-oom`` flag, so Redis at ``maxmemory``
-refuses it whole: the entry stays pending, nothing is half done. The stream is bounded
+refuses it whole: the entry stays pending, nothing is half done (a wrong-type key fails it
+before it writes; an XADD failing after the XACK puts the entry back pending). The stream is bounded
 (``MAXLEN ~``); the script returns how many old dead letters that dropped, and the caller logs
 and counts every drop. No PostgreSQL here.
 """
@@ -42,15 +43,23 @@ REFERENCE_FIELD_MAX = 256
 
 # Shebang without "allow-oom": Redis refuses the whole script while it is out of memory, so the
 # XACK can never happen without the XADD. Keys share the namespace hash tag (one cluster slot).
+# XLEN and ZSCORE run first so a key of the wrong type fails the script before it writes; if the
+# XADD still fails after the XACK, XCLAIM ... FORCE puts the entry back in the consumer's PEL.
 _SCRIPT = """#!lua
+local before = redis.call('XLEN', KEYS[2])
+local seen = redis.call('ZSCORE', KEYS[3], ARGV[3])
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return {0, 0}
 end
-if redis.call('ZADD', KEYS[3], 'NX', 0, ARGV[3]) == 0 then
+if seen then
   return {2, 0}
 end
-local before = redis.call('XLEN', KEYS[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
+local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 6))
+if type(added) == 'table' and added.err then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[5], 0, ARGV[2], 'FORCE', 'JUSTID')
+  return added
+end
+redis.call('ZADD', KEYS[3], 0, ARGV[3])
 return {1, before + 1 - redis.call('XLEN', KEYS[2])}
 """
 
@@ -130,7 +139,7 @@ def dead_letter(
         fields = dead_letter_fields(entry, error_class, error, failed_at, consumer)
         flat = [x for kv in fields.items() for x in kv]
         keys = (entry.stream, names.deadletter, names.deadletter_index)
-        pipe.eval(_SCRIPT, 3, *keys, names.group, entry.id, index_member(entry), max_len, *flat)
+        pipe.eval(_SCRIPT, 3, *keys, names.group, entry.id, index_member(entry), max_len, consumer, *flat)
     try:
         replies: list[Any] = pipe.execute(raise_on_error=False)
     except RedisError as exc:
