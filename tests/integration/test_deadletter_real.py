@@ -11,7 +11,6 @@ from redis import Redis
 from common.schema import Priority
 from common.streams import StreamNames
 from writer import deadletter
-from writer.deadletter import COPY_MAX_BYTES, Outcome
 from writer.read import ensure_groups, read_entries, reclaim
 from writer.trim import trim_acked
 
@@ -30,7 +29,7 @@ def test_dead_letter_keeps_a_small_entry_byte_for_byte_and_acks_it(redis: Redis,
     redis.xadd(key, {"v": "1", "weird": b"\xff\x00bytes"})
     (entry,) = read_entries(redis, names, "c1", count=10, block_ms=1)
     (result,) = deadletter.dead_letter(redis, names, [(entry, "DecodeError", "missing field 'src'")], "c1")
-    assert result.outcome is Outcome.DEAD_LETTERED
+    assert result.outcome is deadletter.Outcome.DEAD_LETTERED
     assert redis.xpending(key, names.group)["pending"] == 0
     ((did, summary),) = deadletter.list_dead(redis, names)
     assert summary["error_class"] == "DecodeError" and summary["stream"] == key
@@ -49,12 +48,10 @@ def test_a_replica_resuming_after_its_entry_was_claimed_does_not_dead_letter_it_
     redis.xadd(key, {"hello": "world"})
     (stale,) = read_entries(redis, names, "paused", count=10, block_ms=1)  # then SIGSTOPped
     (claimed,) = reclaim(redis, names, "rescuer", min_idle_ms=0, count=10)
-    assert deadletter.dead_letter(redis, names, [(claimed, "DecodeError", "x")], "rescuer")[0].outcome is (
-        Outcome.DEAD_LETTERED
-    )
-    (late,) = deadletter.dead_letter(redis, names, [(stale, "DecodeError", "x")], "paused")  # it wakes up
-    assert late.outcome is Outcome.NOT_PENDING
+    deadletter.dead_letter(redis, names, [(claimed, "DecodeError", "x")], "rescuer")
+    late = deadletter.dead_letter(redis, names, [(stale, "DecodeError", "x")], "paused")  # it wakes up
     assert redis.xlen(names.deadletter) == 1
+    assert late[0].outcome is deadletter.Outcome.NOT_PENDING
 
 
 def test_a_group_recreated_after_nogroup_does_not_dead_letter_twice(redis: Redis, names: StreamNames) -> None:
@@ -65,9 +62,9 @@ def test_a_group_recreated_after_nogroup_does_not_dead_letter_twice(redis: Redis
     redis.xgroup_destroy(key, names.group)  # NOGROUP: the writer recreates the group at 0
     ensure_groups(redis, names)
     (again,) = read_entries(redis, names, "c", count=10, block_ms=1)  # not trimmed yet: delivered again
-    (result,) = deadletter.dead_letter(redis, names, [(again, "DecodeError", "x")], "c")
-    assert result.outcome is Outcome.ALREADY_DEAD
+    result = deadletter.dead_letter(redis, names, [(again, "DecodeError", "x")], "c")
     assert redis.xlen(names.deadletter) == 1 and redis.xpending(key, names.group)["pending"] == 0
+    assert result[0].outcome is deadletter.Outcome.ALREADY_DEAD
 
 
 def test_the_dead_letter_stream_is_bounded_and_every_drop_is_counted(redis: Redis, names: StreamNames) -> None:
@@ -76,20 +73,20 @@ def test_the_dead_letter_stream_is_bounded_and_every_drop_is_counted(redis: Redi
         redis.xadd(key, {"n": str(i)})
     entries = read_entries(redis, names, "c", count=1000, block_ms=1)
     results = deadletter.dead_letter(redis, names, [(e, "DecodeError", "x") for e in entries], "c", max_len=50)
-    assert all(r.outcome is Outcome.DEAD_LETTERED for r in results)
+    assert all(r.outcome is deadletter.Outcome.DEAD_LETTERED for r in results)
     kept = redis.xlen(names.deadletter)
     assert kept < 600 and sum(r.dropped for r in results) == 600 - kept  # nothing dropped silently
 
 
 def test_an_entry_too_large_to_copy_is_dead_lettered_by_reference(redis: Redis, names: StreamNames) -> None:
     key = names.stream(Priority.NORMAL)
-    redis.xadd(key, {"v": "1", "prod": "p/1", "seq": "7", "ch": b"[" * (COPY_MAX_BYTES + 10)})
+    redis.xadd(key, {"v": "1", "prod": "p/1", "seq": "7", "ch": b"[" * (deadletter.COPY_MAX_BYTES + 10)})
     (entry,) = read_entries(redis, names, "c", count=10, block_ms=1)
     deadletter.dead_letter(redis, names, [(entry, "EntryTooLarge", "too large")], "c")
     ((did, summary),) = deadletter.list_dead(redis, names)
     raw = deadletter.show_dead(redis, names, did)
     assert raw is not None and b"orig.ch" not in raw and raw[b"orig.seq"] == b"7"
-    assert summary["omitted"] == f"ch:{COPY_MAX_BYTES + 10}" and summary["size"] == str(entry.size)
+    assert summary["omitted"] == f"ch:{deadletter.COPY_MAX_BYTES + 10}" and summary["size"] == str(entry.size)
     with pytest.raises(ValueError, match="by reference"):
         deadletter.replay(redis, names, [did])
 
