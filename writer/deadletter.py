@@ -151,7 +151,7 @@ def _result(entry: Entry, error_class: str, error: str, reply: Any) -> DeadLette
     where = f"{entry.stream} {entry.id.decode()}"
     if isinstance(reply, Exception):
         problem = str(reply).strip()[:200]
-        logger.warning("dead letter of %s refused by Redis (%s); the entry stays pending", where, problem)
+        logger.debug("dead letter of %s refused by Redis (%s); the entry stays pending", where, problem)
         return DeadLetterResult(entry, error_class, Outcome.REFUSED, problem=problem)
     code, dropped = int(reply[0]), int(reply[1])
     if code == 1:

@@ -347,7 +347,7 @@ class Writer:
                 key = (result.entry.stream, result.entry.id)
                 if result.outcome is Outcome.REFUSED:
                     refused += 1
-                    self.deferred[key] = (failure, self.deferred.get(key, (failure, now))[1])
+                    self._defer(failure, result.problem, now)
                     continue
                 self.deferred.pop(key, None)
                 if result.outcome is Outcome.DEAD_LETTERED:
@@ -356,8 +356,21 @@ class Writer:
             self.stats.redis_errors += refused
         self.observe("dead_letter", time.perf_counter() - t0, not refused, len(failures))
 
+    def _defer(self, failure: Failure, problem: str, now: float) -> None:
+        entry = failure[0]
+        key = (entry.stream, entry.id)
+        if key not in self.deferred:  # logged once per entry, not once per retry
+            logger.warning(
+                "dead letter of %s %s refused by Redis (%s); it stays pending and is tried again after each trim",
+                entry.stream,
+                entry.id.decode(),
+                problem,
+            )
+        self.deferred[key] = (failure, self.deferred.get(key, (failure, now))[1])
+
     def _count_redis_error(self) -> None:
         self._add(redis_errors=1)
+        self._beat()  # a retry loop turning is a live lane
 
     def _add(self, **deltas: int) -> None:
         """Add to the stats counters (shared by both lanes, so under their lock)."""

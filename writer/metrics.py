@@ -145,7 +145,7 @@ class WriterTelemetry:
                 latency.add_metric([prio, str(q)], hist.percentile(q))
         yield latency
         lanes = dict(s.lanes)
-        deferred = gauge("writer_deadletters_deferred", "Dead letters Redis refused, waiting (still pending).")
+        deferred = gauge("writer_dead_letters_deferred", "Dead letters Redis refused, waiting (still pending).")
         deferred.add_metric([], sum(h.deferred for h in lanes.values()))
         yield deferred
         stalled = gauge("writer_lane_stalled_seconds", "How long a lane has held an unresolved entry.", ["lane"])
