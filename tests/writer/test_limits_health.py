@@ -88,3 +88,23 @@ def test_index_members_sort_like_entry_ids() -> None:
     ids = [b"9-0", b"10-0", b"10-2", b"10-10", b"100-1"]
     members = [index_member(Entry("{t}:low", i, {}, Priority.LOW)) for i in ids]
     assert members == sorted(members) and members[0] == f"low:{9:020d}-{0:020d}"
+
+
+def test_writer_healthz_fails_when_a_lane_stops_turning() -> None:
+    import time
+
+    from common.settings import Settings
+    from writer.metrics import WriterTelemetry
+    from writer.stats import WriterStats
+
+    settings = Settings(writer={"stall_s": 5}, _env_file=None)  # type: ignore[call-arg]
+    telemetry = WriterTelemetry(settings)
+    endpoints = telemetry.endpoints()
+    assert endpoints.live()  # starting: no lanes yet
+    stats = WriterStats()
+    stats.lanes["urgent"] = LaneHealth(beat_at=time.monotonic())
+    stats.lanes["bulk"] = LaneHealth(beat_at=time.monotonic() - 6)  # hung for 6 s in one call
+    telemetry.live["live"] = stats
+    assert not endpoints.live()  # the old writer's /healthz was always true
+    stats.lanes["bulk"].beat_at = time.monotonic()
+    assert endpoints.live()
