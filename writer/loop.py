@@ -333,7 +333,9 @@ class Writer:
         t0 = time.perf_counter()
         done = until_done(lambda: ack(self.redis, self.names, entries), self._count_redis_error, stop)
         if not done:
-            logger.warning("stopping with %d committed entries unacked; their redelivery is skipped", len(entries))
+            logger.warning(
+                "stopping with %d committed entries unacked; the ledger skips them when redelivered", len(entries)
+            )
         self.observe("ack", time.perf_counter() - t0, done, len(entries))
 
     def _dead_letter(self, failures: list[Failure]) -> None:
