@@ -106,6 +106,8 @@ class Writer:
         """Dead letters Redis refused, by (stream, id), with when they were first tried; still pending."""
         self.next_deferred = 0.0
         self.committing_since: float | None = None
+        self.read_count = self.w.read_count
+        """XREADGROUP COUNT: READ_COUNT, cut to 1 after a MemoryError and doubled back per read."""
         self.health = LaneHealth(beat_at=clock())
         with self.stats.lock:
             self.stats.lanes[lane] = self.health
@@ -127,7 +129,7 @@ class Writer:
                     if first:
                         ensure_groups(self.redis, self.names, self.keys)
                         pending = read_entries(
-                            self.redis, self.names, self.consumer, self.w.read_count, 0, True, self.keys
+                            self.redis, self.names, self.consumer, self.read_count, 0, True, self.keys
                         )
                         self._ingest(pending, stop)
                         first = False
@@ -142,6 +144,8 @@ class Writer:
                     delay = self.redis_backoff.next_delay()
                     logger.warning("redis error: %s; retry in %.2fs", exc, delay)
                     stop.wait(delay)
+                except MemoryError as exc:
+                    self._out_of_memory(exc, stop)
             self._flush_all(stop, final=True)
             if self.deferred:
                 logger.warning("stopping with %d dead letters refused by Redis; they stay pending", len(self.deferred))
@@ -150,6 +154,22 @@ class Writer:
             self.link.close()
         logger.info("writer %s lane %s stopped", self.consumer, self.lane)
         return self.stats
+
+    def _out_of_memory(self, exc: MemoryError, stop: threading.Event) -> None:
+        """A resource error (a huge read reply, a batch): never bad data and never a crash loop.
+
+        What the lane holds is let go (those entries stay pending and come back by XAUTOCLAIM),
+        and reads shrink to one entry at a time until they succeed again.
+        """
+        held = len(self.batch)
+        self.batch.take_urgent()
+        self.batch.take_normal()
+        self.read_count = 1
+        self._add(resource_errors=1)
+        delay = self.redis_backoff.next_delay()
+        logger.error("out of memory (%s); %d frames let go (still pending), reading one entry at a time;"
+                     " retry in %.2fs", exc, held, delay)  # fmt: skip
+        stop.wait(delay)
 
     def _beat(self) -> None:
         """Report the lane alive, and since when it holds an unresolved entry (see LaneHealth)."""
@@ -165,14 +185,15 @@ class Writer:
         if now >= self.next_reclaim:
             self.next_reclaim = now + self.w.reclaim_interval_s
             t0 = time.perf_counter()
-            claimed = reclaim(self.redis, self.names, self.consumer, self.w.claim_idle_ms, self.w.read_count, self.keys)
+            claimed = reclaim(self.redis, self.names, self.consumer, self.w.claim_idle_ms, self.read_count, self.keys)
             self.observe("reclaim", time.perf_counter() - t0, True, len(claimed))
             self._add(claimed=len(claimed))
             self._ingest(claimed, stop)
         wait = self.batch.wait_s(now, self.w.block_ms / 1000)
         t0 = time.perf_counter()
         block_ms = max(1, int(wait * 1000))
-        entries = read_entries(self.redis, self.names, self.consumer, self.w.read_count, block_ms, keys=self.keys)
+        entries = read_entries(self.redis, self.names, self.consumer, self.read_count, block_ms, keys=self.keys)
+        self.read_count = min(self.w.read_count, self.read_count * 2)  # back to READ_COUNT after a MemoryError
         self.observe("read", time.perf_counter() - t0, True, len(entries))
         if entries:
             faults.hit("after_read")

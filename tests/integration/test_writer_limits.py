@@ -112,3 +112,26 @@ def test_running_out_of_memory_while_decoding_never_dead_letters_the_frame(
         wait_for(lambda: live.frames == 3, 30, what="the frame retried after the memory error")
     assert live.resource_errors == 1 and sum(live.dead_letters.values()) == 0
     assert redis.xlen(settings.redis.names.deadletter) == 0
+
+
+def test_running_out_of_memory_while_reading_lets_go_and_reads_again_instead_of_crashing(
+    settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import writer.loop
+
+    real_read = writer.loop.read_entries
+    failures = {"left": 1}
+
+    def read_then_out_of_memory(*args: Any, **kwargs: Any) -> Any:
+        entries = real_read(*args, **kwargs)
+        if entries and failures["left"]:  # delivered to our PEL, then the reply could not be held
+            failures["left"] -= 1
+            raise MemoryError("simulated: reply too large")
+        return entries
+
+    monkeypatch.setattr(writer.loop, "read_entries", read_then_out_of_memory)
+    s = settings.model_copy(update={"writer": settings.writer.model_copy(update={"claim_idle_ms": 200})})
+    publish(s, redis, [frame("dev", i) for i in range(50)])
+    with writer_observed(s) as (live, _):
+        wait_for(lambda: live.frames == 50, 30, what="frames reclaimed after the memory error")
+    assert live.resource_errors == 1 and sum(live.dead_letters.values()) == 0
