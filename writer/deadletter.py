@@ -139,7 +139,8 @@ def dead_letter(
         fields = dead_letter_fields(entry, error_class, error, failed_at, consumer)
         flat = [x for kv in fields.items() for x in kv]
         keys = (entry.stream, names.deadletter, names.deadletter_index)
-        pipe.eval(_SCRIPT, 3, *keys, names.group, entry.id, index_member(entry), max_len, consumer, *flat)
+        args = (names.group, entry.id, index_member(entry), max_len, consumer, *flat)
+        pipe.execute_command("EVAL", _SCRIPT, 3, *keys, *args)  # type: ignore[no-untyped-call]  # cluster: no .eval()
     try:
         replies: list[Any] = pipe.execute(raise_on_error=False)
     except RedisError as exc:
