@@ -34,6 +34,8 @@ def fill_until_oom(r: Redis) -> int:
     """SET filler keys (outside the namespace) until Redis refuses even a small write; returns how many.
 
     Values shrink from 64 KiB to 16 bytes: a big command's own bytes count while Redis checks memory.
+    Then maxmemory is lowered 256 KiB below what is used, so that nothing the writer may free (it
+    trims a few KiB of acknowledged entries) brings Redis back under it: only ``free_memory`` does.
     """
     n = 0
     for size in (65_536, 1_024, 16):
@@ -43,6 +45,7 @@ def fill_until_oom(r: Redis) -> int:
             except OutOfMemoryError:
                 break
             n += 1
+    r.config_set("maxmemory", int(r.info("memory")["used_memory"]) - (256 << 10))
     return n
 
 
