@@ -49,6 +49,9 @@ MAX_NAME_LEN = 200
 MAX_TEXT_LEN = 65_536
 """Longest text value accepted (characters)."""
 
+MAX_CHANNELS = 10_000
+"""Default for ``decode(max_channels=...)``: most channels in one frame (the writer's MAX_CHANNELS)."""
+
 
 class Priority(StrEnum):
     """Stream priority, in strict order: the writer always drains a higher one first."""
@@ -137,12 +140,15 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat(timespec="microseconds")
 
 
-def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL) -> Frame:
+def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max_channels: int = MAX_CHANNELS) -> Frame:
     """Stream entry fields (as redis-py returns them, bytes) -> Frame.
 
     Raises DecodeError with a short reason for anything not matching the schema:
     missing or extra fields, wrong types, non-finite numbers, NUL bytes, lone surrogates,
-    naive or non-UTC timestamps, unknown sources or qualities, oversized names.
+    naive or non-UTC timestamps, unknown sources or qualities, oversized names, more than
+    ``max_channels`` channels. Raises MemoryError (never DecodeError) when memory runs out while
+    parsing, orjson's allocation failures included: a resource error says nothing about the data.
+    It does not bound the entry's total size: the caller checks that before calling.
     """
     try:
         version = fields[b"v"]
@@ -169,7 +175,7 @@ def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL) -> 
         raise DecodeError(f"unknown source {src[:40]!r}")
     if seq < 1:
         raise DecodeError(f"seq must be >= 1, got {seq}")
-    return Frame(src, dev, obs, rcv, mono, _channels(raw_ch), sess, prod, seq, priority)
+    return Frame(src, dev, obs, rcv, mono, _channels(raw_ch, max_channels), sess, prod, seq, priority)
 
 
 _FIELD_NAMES = frozenset([b"v", b"src", b"dev", b"prod", b"seq", b"obs", b"rcv", b"mono", b"sess", b"ch"])
@@ -210,15 +216,22 @@ def _time(fields: dict[bytes, bytes], name: bytes) -> datetime:
     return ts
 
 
-def _channels(raw: bytes) -> tuple[Channel, ...]:
+def _channels(raw: bytes, max_channels: int) -> tuple[Channel, ...]:
     if b"\\u0000" in raw or b"\x00" in raw:
         raise DecodeError("channels contain a NUL character")
+    # Before parsing: every channel opens a '[', so this bounds the count from above (brackets
+    # inside names or texts count too: only a frame over the bound is parsed to count exactly).
+    check_count = raw.count(b"[") - 1 > max_channels
     try:
         items = orjson.loads(raw)  # rejects NaN, Infinity, 1e400 and lone surrogates
     except orjson.JSONDecodeError as exc:
+        if "memory" in str(exc).lower():  # "Not enough memory to allocate buffer for parsing"
+            raise MemoryError(f"orjson: {exc}") from None
         raise DecodeError(f"channels are not valid JSON: {str(exc)[:120]}") from None
     if type(items) is not list or not items:
         raise DecodeError("channels must be a non-empty JSON array")
+    if check_count and len(items) > max_channels:
+        raise DecodeError(f"{len(items)} channels, more than MAX_CHANNELS {max_channels}")
     out = []
     new = tuple.__new__
     for item in items:

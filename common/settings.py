@@ -129,9 +129,15 @@ class WriterSettings(Section):
         return self
 
     batch_max_rows: int = Field(default=20_000, ge=1)
-    """Flush a batch when it holds this many readings (rows)."""
+    """Most readings (rows) in one batch: a batch is committed before a frame would take it past this
+    (a frame with more channels than this is a batch of its own)."""
     batch_max_age_ms: int = Field(default=50, ge=0)
     """Flush a batch when its oldest entry has waited this long. Critical/high never wait."""
+    max_entry_bytes: int = Field(default=1 << 20, ge=1024)
+    """Largest stream entry decoded (field names and values, bytes); a larger one is dead-lettered by
+    reference (stream, id, size) without being parsed or copied."""
+    max_channels: int = Field(default=10_000, ge=1)
+    """Most channels in one frame, checked before the channels are parsed; a frame with more is dead-lettered."""
     read_count: int = Field(default=1000, ge=1)
     """XREADGROUP COUNT, per stream."""
     block_ms: int = Field(default=50, ge=1)
@@ -144,7 +150,14 @@ class WriterSettings(Section):
     """A consumer of another replica with nothing pending, idle this long, is removed from the group
     (a replica that stops cleanly removes its own at once). Must exceed CLAIM_IDLE_MS."""
     trim_interval_s: float = Field(default=2.0, gt=0)
-    """How often to trim acknowledged entries from the priority streams."""
+    """How often to trim acknowledged entries from the priority streams (each pass repeats XTRIM until
+    nothing acknowledged is left)."""
+    deadletter_max_len: int = Field(default=100_000, ge=10)
+    """Dead letters kept (XADD MAXLEN ~); beyond it the oldest are dropped, never silently: each drop
+    is logged as an error and counted (telemetry_writer_dead_letters_dropped_total)."""
+    stall_s: float = Field(default=60.0, gt=0)
+    """A lane holding an entry neither committed nor dead-lettered this long fails /readyz; a lane
+    whose loop has not turned this long fails /healthz."""
     consumer: str | None = None
     """Consumer name; default ``<hostname>-<pid>``."""
     retention_days: int = Field(default=30, ge=1)

@@ -58,6 +58,15 @@ class StreamNames:
         return f"{self.tag}:deadletter"
 
     @property
+    def deadletter_index(self) -> str:
+        """Sorted set of the priority-stream entries already dead-lettered (``<priority>:<padded id>``).
+
+        Keeps a poison entry from being dead-lettered twice when it is delivered again (a
+        consumer group recreated at 0 after NOGROUP); trimmed with the streams.
+        """
+        return f"{self.tag}:deadletter:index"
+
+    @property
     def group(self) -> str:
         return WRITER_GROUP
 

@@ -1,14 +1,16 @@
-"""XACK after commit, never before; and retrying Redis writes that must not be dropped.
+"""XACK after commit, never before; and retrying the acks of committed frames.
 
-No PostgreSQL here. An ack or a dead letter that fails on a Redis error is retried until
-it succeeds: dropping it would leave an entry pending (redelivered later, harmless thanks
-to the idempotency ledger) but a dead letter must never be lost.
+No PostgreSQL here. An ack that fails on a Redis error is retried until it succeeds or the
+writer stops: a dropped ack only leaves an entry pending (redelivered later, harmless thanks
+to the idempotency ledger). XACK needs no memory, so it goes through while Redis is at
+``maxmemory``. Dead letters are not retried here (writer/deadletter.py: a refused one stays
+pending and the lane moves on).
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable, Iterable
 
 from redis import Redis
@@ -36,16 +38,23 @@ def ack(redis: Redis, names: StreamNames, entries: Iterable[Entry]) -> int:
     return n
 
 
-def until_done(fn: Callable[[], object], on_error: Callable[[], None] | None = None) -> None:
-    """Call ``fn`` until it stops raising RedisError, backing off between attempts."""
+def until_done(
+    fn: Callable[[], object], on_error: Callable[[], None] | None = None, stop: threading.Event | None = None
+) -> bool:
+    """Call ``fn`` until it stops raising RedisError, backing off between attempts.
+
+    Returns False, without finishing, once ``stop`` is set: a retry never outlives SIGTERM.
+    """
     backoff = Backoff(base=0.05, cap=5.0)
+    stop = stop or threading.Event()
     while True:
         try:
             fn()
-            return
+            return True
         except RedisError as exc:
             if on_error is not None:
                 on_error()
             delay = backoff.next_delay()
-            logger.warning("redis error while acking or dead-lettering (%s); retry in %.2fs", exc, delay)
-            time.sleep(delay)
+            logger.warning("redis error while acking (%s); retry in %.2fs", exc, delay)
+            if stop.wait(delay):
+                return False

@@ -2,9 +2,15 @@
 
 The only orchestration in the writer (writer/replica.py runs three lanes of it). Every
 exception ends in exactly one of: retry with backoff (infrastructure: Redis or PostgreSQL
-unavailable), dead-letter (the entry or its data is bad), or a crash (a bug; the
-supervisor restarts the process and pending entries are reclaimed). Entries are acked
-only after their frames are committed or dead-lettered.
+unavailable, memory exhausted), dead-letter (the entry or its data is bad), or a crash (a
+bug; the supervisor restarts the process and pending entries are reclaimed). Entries are
+acked only after their frames are committed or dead-lettered.
+
+Redis at ``maxmemory`` must not stop the lane: committed frames are acked first (XACK needs no
+memory) and trimming runs every pass, while a dead letter Redis refuses is kept aside and the
+entry stays pending; it is tried again after each trim. Every retry loop returns when ``stop``
+is set. Entries are size-checked before they are decoded (MAX_ENTRY_BYTES, MAX_CHANNELS), and
+a batch is committed before a frame would take it past BATCH_MAX_ROWS.
 """
 
 from __future__ import annotations
@@ -32,18 +38,24 @@ from writer import faults
 from writer.ack import ack, until_done
 from writer.batch import Batcher, Item
 from writer.consumers import forget_idle_consumers, forget_self
-from writer.deadletter import dead_letter
+from writer.deadletter import Outcome, dead_letter
 from writer.gate import CHECK_EVERY, PriorityGate
 from writer.latency import record_latency
 from writer.pg import PgLink, mask_dsn
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.retry import describe, is_transient
 from writer.sink import Sink
-from writer.stats import WriterStats
+from writer.stats import LaneHealth, WriterStats
 from writer.trim import trim_acked, unread_deletions
 
 logger = logging.getLogger(__name__)
 
+
+Failure = tuple[Entry, str, str]
+"""(entry, error class, error message) of an entry to dead-letter."""
+
+DEFERRED_RETRY_S = 1.0
+"""Shortest wait between two tries of the dead letters Redis refused."""
 
 Observer = Callable[[str, float, bool, int], None]
 """observe(operation, seconds, ok, rows): called after each read, copy, ack, dead_letter, reclaim, trim."""
@@ -99,6 +111,15 @@ class Writer:
         self.next_trim = 0.0
         self.last_snapshot: dict[tuple[str, str, str | None], float] = {}
         self.observe: Observer = _ignore
+        self.deferred: dict[tuple[str, bytes], tuple[Failure, float]] = {}
+        """Dead letters Redis refused, by (stream, id), with when they were first tried; still pending."""
+        self.next_deferred = 0.0
+        self.committing_since: float | None = None
+        self.read_count = self.w.read_count
+        """XREADGROUP COUNT: READ_COUNT, cut to 1 after a MemoryError and doubled back per read."""
+        self.health = LaneHealth(beat_at=clock())
+        with self.stats.lock:
+            self.stats.lanes[lane] = self.health
 
     # ---- the loop -------------------------------------------------------------------
     def run(self, stop: threading.Event) -> WriterStats:
@@ -110,53 +131,89 @@ class Writer:
             self.names.namespace,
         )
         first = True
-        while not stop.is_set():
-            try:
-                if first:
-                    ensure_groups(self.redis, self.names)
-                    pending = read_entries(self.redis, self.names, self.consumer, self.w.read_count, 0, True, self.keys)
-                    self._ingest(pending)
-                    first = False
-                self._step(stop)
-                self.redis_backoff.reset()
-            except RedisError as exc:
-                self._add(redis_errors=1)
-                if is_nogroup(exc):
-                    logger.warning("consumer group missing (Redis lost its data?); recreating at 0")
-                    first = True
-                    continue
-                delay = self.redis_backoff.next_delay()
-                logger.warning("redis error: %s; retry in %.2fs", exc, delay)
-                stop.wait(delay)
-        self._flush_all(stop, final=True)
-        with contextlib.suppress(RedisError):
-            forget_self(self.redis, self.names, self.keys, self.consumer)
-        self.link.close()
+        try:
+            while not stop.is_set():
+                self._beat()
+                try:
+                    if first:
+                        ensure_groups(self.redis, self.names, self.keys)
+                        pending = read_entries(
+                            self.redis, self.names, self.consumer, self.read_count, 0, True, self.keys
+                        )
+                        self._ingest(pending, stop)
+                        first = False
+                    self._step(stop)
+                    self.redis_backoff.reset()
+                except RedisError as exc:
+                    self._add(redis_errors=1)
+                    if is_nogroup(exc):
+                        logger.warning("consumer group missing (Redis lost its data?); recreating at 0")
+                        first = True
+                        continue
+                    delay = self.redis_backoff.next_delay()
+                    logger.warning("redis error: %s; retry in %.2fs", exc, delay)
+                    stop.wait(delay)
+                except MemoryError as exc:
+                    self._out_of_memory(exc, stop)
+            self._flush_all(stop, final=True)
+            with contextlib.suppress(RedisError):
+                forget_self(self.redis, self.names, self.keys, self.consumer)
+            if self.deferred:
+                logger.warning("stopping with %d dead letters refused by Redis; they stay pending", len(self.deferred))
+        finally:
+            self.health.running = False
+            self.link.close()
         logger.info("writer %s lane %s stopped", self.consumer, self.lane)
         return self.stats
+
+    def _out_of_memory(self, exc: MemoryError, stop: threading.Event) -> None:
+        """A resource error (a huge read reply, a batch): never bad data and never a crash loop.
+
+        What the lane holds is let go (those entries stay pending and come back by XAUTOCLAIM),
+        and reads shrink to one entry at a time until they succeed again.
+        """
+        held = len(self.batch)
+        self.batch.take_urgent()
+        self.batch.take_normal()
+        self.read_count = 1
+        self._add(resource_errors=1)
+        delay = self.redis_backoff.next_delay()
+        logger.error("out of memory (%s); %d frames let go (still pending), reading one entry at a time;"
+                     " retry in %.2fs", exc, held, delay)  # fmt: skip
+        stop.wait(delay)
+
+    def _beat(self) -> None:
+        """Report the lane alive, and since when it holds an unresolved entry (see LaneHealth)."""
+        now = self.clock()
+        since = [t for t in (self.batch.first_at, self.committing_since) if t is not None]
+        since += [t for _, t in self.deferred.values()]
+        self.health.beat_at = now
+        self.health.held_since = min(since) if since else None
+        self.health.deferred = len(self.deferred)
 
     def _step(self, stop: threading.Event) -> None:
         now = self.clock()
         if now >= self.next_reclaim:
             self.next_reclaim = now + self.w.reclaim_interval_s
             t0 = time.perf_counter()
-            claimed = reclaim(self.redis, self.names, self.consumer, self.w.claim_idle_ms, self.w.read_count, self.keys)
+            claimed = reclaim(self.redis, self.names, self.consumer, self.w.claim_idle_ms, self.read_count, self.keys)
             self.observe("reclaim", time.perf_counter() - t0, True, len(claimed))
             self._add(claimed=len(claimed))
-            self._ingest(claimed)
+            self._ingest(claimed, stop)
             forget_idle_consumers(
                 self.redis, self.names, self.keys, int(self.w.consumer_forget_idle_s * 1000), self.consumer
             )
         wait = self.batch.wait_s(now, self.w.block_ms / 1000)
         t0 = time.perf_counter()
         block_ms = max(1, int(wait * 1000))
-        entries = read_entries(self.redis, self.names, self.consumer, self.w.read_count, block_ms, keys=self.keys)
+        entries = read_entries(self.redis, self.names, self.consumer, self.read_count, block_ms, keys=self.keys)
+        self.read_count = min(self.w.read_count, self.read_count * 2)  # back to READ_COUNT after a MemoryError
         self.observe("read", time.perf_counter() - t0, True, len(entries))
         if entries:
             faults.hit("after_read")
         if entries:
             with self.gate.busy(self.rank):  # lower lanes pause until these are handled
-                self._ingest(entries)
+                self._ingest(entries, stop)
                 self._flush_all(stop, final=False)
         else:
             self._flush_all(stop, final=False)
@@ -173,18 +230,36 @@ class Writer:
                 )
             self.observe("trim", time.perf_counter() - t0, True, trimmed)
             self._add(trimmed=trimmed)
+        # After the trim, which may just have freed the memory a refused dead letter needs.
+        if self.deferred and self.clock() >= self.next_deferred:
+            self.next_deferred = self.clock() + DEFERRED_RETRY_S
+            self._dead_letter([failure for failure, _ in self.deferred.values()])
 
-    def _ingest(self, entries: list[Entry]) -> None:
+    def _ingest(self, entries: list[Entry], stop: threading.Event) -> None:
         now = self.clock()
-        bad: list[tuple[Entry, str, str]] = []
+        bad: list[Failure] = []
         for i, entry in enumerate(entries):
             if not i % CHECK_EVERY:
                 self.checkpoint()
+            size = entry.size
+            if size > self.w.max_entry_bytes:  # before parsing: the bytes are never decoded
+                limit = self.w.max_entry_bytes
+                bad.append((entry, "EntryTooLarge", f"{size} bytes, more than MAX_ENTRY_BYTES {limit}"))
+                continue
             try:
-                frame = decode(entry.fields, entry.priority)
+                frame = decode(entry.fields, entry.priority, self.w.max_channels)
             except DecodeError as exc:
                 bad.append((entry, "DecodeError", str(exc)))
                 continue
+            except MemoryError as exc:
+                # A resource error says nothing about the entry: never dead-letter it. It stays
+                # pending and comes back (XAUTOCLAIM) once memory may be available again.
+                self._add(resource_errors=1)
+                logger.error("out of memory decoding %s %s (%d bytes): %s; left pending", entry.stream,
+                             entry.id.decode(), size, exc)  # fmt: skip
+                continue
+            if not self.batch.fits(entry.priority, len(frame.channels)):
+                self._commit(self.batch.take(entry.priority), stop)  # BATCH_MAX_ROWS is a bound
             self.batch.add(entry, frame, now)
         if bad:
             self._dead_letter(bad)
@@ -201,7 +276,15 @@ class Writer:
         # Chosen once per commit: every attempt (a retry, a bisection half) writes the same
         # snapshots, filtered to its own frames by write_frames.
         snapshots = self._snapshots(items)
+        self.committing_since = self.clock()
+        try:
+            self._commit_retrying(items, snapshots, stop)
+        finally:
+            self.committing_since = None
+
+    def _commit_retrying(self, items: list[Item], snapshots: list[Frame], stop: threading.Event) -> None:
         while True:
+            self._beat()
             if not self.pg_breaker.allow():
                 # Open breaker: do not hammer a database that keeps failing; probe after open_s.
                 self._set_breaker()
@@ -216,7 +299,7 @@ class Writer:
                 self._set_breaker()
                 break
             except Exception as exc:
-                if not is_transient(exc):
+                if not _retryable(exc):
                     raise
                 self._add(pg_errors=1)
                 self.pg_breaker.failure()
@@ -237,9 +320,10 @@ class Writer:
         with self.stats.lock:
             record_latency(self.stats.latency, [f for _, f in committed], time.time())
         faults.hit("after_commit")
+        # Ack first: XACK needs no Redis memory, a dead letter does (and may be refused).
+        self._ack([e for e, _ in committed], stop)
         if failed:
             self._dead_letter([(e, *describe(exc)) for e, exc in failed])
-        self._ack([e for e, _ in committed])
 
     def _write_isolating(
         self, conn: psycopg.Connection[Any], items: list[Item], snapshots: list[Frame]
@@ -251,7 +335,7 @@ class Writer:
             result = self.link.write(conn, [f for _, f in items], snapshots, self.checkpoint, horizon)
         except Exception as exc:
             self.observe("copy", time.perf_counter() - t0, False, 0)
-            if is_transient(exc):
+            if _retryable(exc):
                 raise
             if len(items) == 1:
                 return [], [(items[0][0], exc)]
@@ -283,23 +367,52 @@ class Writer:
         return out
 
     # ---- Redis acks -----------------------------------------------------------------
-    def _ack(self, entries: list[Entry]) -> None:
+    def _ack(self, entries: list[Entry], stop: threading.Event) -> None:
         if not entries:
             return
         t0 = time.perf_counter()
-        until_done(lambda: ack(self.redis, self.names, entries), self._count_redis_error)
-        self.observe("ack", time.perf_counter() - t0, True, len(entries))
+        done = until_done(lambda: ack(self.redis, self.names, entries), self._count_redis_error, stop)
+        if not done:
+            logger.warning(
+                "stopping with %d committed entries unacked; the ledger skips them when redelivered", len(entries)
+            )
+        self.observe("ack", time.perf_counter() - t0, done, len(entries))
 
-    def _dead_letter(self, failures: list[tuple[Entry, str, str]]) -> None:
+    def _dead_letter(self, failures: list[Failure]) -> None:
+        """Dead-letter ``failures`` once each; those Redis refuses wait in ``deferred``, still pending."""
         t0 = time.perf_counter()
-        until_done(lambda: dead_letter(self.redis, self.names, failures, self.consumer), self._count_redis_error)
-        self.observe("dead_letter", time.perf_counter() - t0, True, len(failures))
+        results = dead_letter(self.redis, self.names, failures, self.consumer, self.w.deadletter_max_len)
+        now = self.clock()
+        refused = 0
         with self.stats.lock:
-            for _, error_class, _ in failures:
-                self.stats.dead_letters[error_class] += 1
+            for failure, result in zip(failures, results, strict=True):
+                key = (result.entry.stream, result.entry.id)
+                if result.outcome is Outcome.REFUSED:
+                    refused += 1
+                    self._defer(failure, result.problem, now)
+                    continue
+                self.deferred.pop(key, None)
+                if result.outcome is Outcome.DEAD_LETTERED:
+                    self.stats.dead_letters[result.error_class] += 1
+                    self.stats.dead_letters_dropped += result.dropped
+            self.stats.redis_errors += refused
+        self.observe("dead_letter", time.perf_counter() - t0, not refused, len(failures))
+
+    def _defer(self, failure: Failure, problem: str, now: float) -> None:
+        entry = failure[0]
+        key = (entry.stream, entry.id)
+        if key not in self.deferred:  # logged once per entry, not once per retry
+            logger.warning(
+                "dead letter of %s %s refused by Redis (%s); it stays pending and is tried again after each trim",
+                entry.stream,
+                entry.id.decode(),
+                problem,
+            )
+        self.deferred[key] = (failure, self.deferred.get(key, (failure, now))[1])
 
     def _count_redis_error(self) -> None:
         self._add(redis_errors=1)
+        self._beat()  # a retry loop turning is a live lane
 
     def _add(self, **deltas: int) -> None:
         """Add to the stats counters (shared by both lanes, so under their lock)."""
@@ -309,3 +422,8 @@ class Writer:
 
     def _set_breaker(self) -> None:
         self.stats.breakers[self.lane] = self.pg_breaker.state.value
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Infrastructure or resources, never the data: retry the same batch (never dead-letter it)."""
+    return isinstance(exc, MemoryError) or is_transient(exc)

@@ -5,6 +5,8 @@ per-operation reservoir behind /summary. The collector reads the live WriterStat
 Redis (stream length, lag, pending per priority) and PostgreSQL (sequence gaps per source)
 with a short timeout on connections of its own, so a slow scrape never touches the
 writer's connections. Answers from several replicas are the same: dashboards take max().
+/healthz fails when a lane's loop stopped turning, /readyz also when a lane has held an entry
+unresolved longer than ``STALL_S`` (writer/stats.py decides both).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from common.redis_client import connect_redis
 from common.settings import Settings
 from writer.pg import connect_pg
 from writer.progress_status import progress_by_source
-from writer.stats import WriterStats
+from writer.stats import WriterStats, lane_checks, lanes_alive
 from writer.stream_status import stream_status
 
 logger = logging.getLogger(__name__)
@@ -118,6 +120,12 @@ class WriterTelemetry:
             ("writer_duplicates", "Frames skipped because their key was already committed.", s.duplicates),
             ("writer_claimed", "Entries claimed from idle consumers (XAUTOCLAIM).", s.claimed),
             ("writer_trimmed", "Acknowledged entries trimmed from the streams.", s.trimmed),
+            (
+                "writer_dead_letters_dropped",
+                "Old dead letters dropped by the bounded stream (MAXLEN).",
+                s.dead_letters_dropped,
+            ),
+            ("writer_resource_errors", "Entries left pending: memory ran out while decoding them.", s.resource_errors),
             ("writer_pg_errors", "PostgreSQL errors retried.", s.pg_errors),
             ("writer_redis_errors", "Redis errors retried.", s.redis_errors),
         ):
@@ -137,6 +145,15 @@ class WriterTelemetry:
             for q in (0.5, 0.95, 0.99):
                 latency.add_metric([prio, str(q)], hist.percentile(q))
         yield latency
+        lanes = dict(s.lanes)
+        deferred = gauge("writer_dead_letters_deferred", "Dead letters Redis refused, waiting (still pending).")
+        deferred.add_metric([], sum(h.deferred for h in lanes.values()))
+        yield deferred
+        stalled = gauge("writer_lane_stalled_seconds", "How long a lane has held an unresolved entry.", ["lane"])
+        now = time.monotonic()
+        for lane, health in sorted(lanes.items()):
+            stalled.add_metric([lane], health.stalled_s(now))
+        yield stalled
         connected = gauge("writer_pg_connected", "1 while the writer holds a PostgreSQL connection.")
         connected.add_metric([], 1.0 if s.pg_connected else 0.0)
         yield connected
@@ -229,7 +246,15 @@ class WriterTelemetry:
             checks["postgres"] = True
         except (psycopg.Error, OSError):
             self._close_pg()
+        if self.stats is not None:
+            checks.update(lane_checks(dict(self.stats.lanes), time.monotonic(), self.settings.writer.stall_s))
         return readiness(checks, self._breaker_states)
+
+    def alive(self) -> bool:
+        """Liveness: every lane's loop has turned within ``STALL_S``."""
+        if self.stats is None:
+            return True  # starting
+        return lanes_alive(dict(self.stats.lanes), time.monotonic(), self.settings.writer.stall_s)
 
     def summary_dict(self) -> dict[str, Any]:
         s = self.stats
@@ -250,7 +275,7 @@ class WriterTelemetry:
         }
 
     def endpoints(self) -> Endpoints:
-        return Endpoints(registry=self.registry, live=lambda: True, ready=self.ready, summary=self.summary_dict)
+        return Endpoints(registry=self.registry, live=self.alive, ready=self.ready, summary=self.summary_dict)
 
     def close(self) -> None:
         self._close_pg()

@@ -29,16 +29,38 @@ class Entry:
     fields: dict[bytes, bytes]
     priority: Priority
 
+    @property
+    def size(self) -> int:
+        """Bytes of the entry's field names and values (what MAX_ENTRY_BYTES bounds)."""
+        return sum(len(k) + len(v) for k, v in self.fields.items())
 
-def ensure_groups(redis: Redis, names: StreamNames) -> None:
-    """Create the writer group on every priority stream at ID 0 (never ``$``: that skips backlog)."""
-    for key in names.streams:
+
+def ensure_groups(redis: Redis, names: StreamNames, keys: Sequence[str] | None = None) -> None:
+    """Create the writer group at ID 0 (never ``$``: that skips backlog) where it is missing.
+
+    Looks first (XINFO GROUPS) and creates only a missing group: XGROUP CREATE needs memory and
+    Redis at ``maxmemory`` (noeviction) refuses it before it would answer BUSYGROUP, so a writer
+    restarted while Redis is full must not ask for what already exists.
+    """
+    for key in keys or names.streams:
         try:
-            redis.xgroup_create(key, names.group, id="0", mkstream=True)
+            groups = redis.xinfo_groups(key)
+        except ResponseError as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+            groups = None
+        if groups and any(_text(g["name"]) == names.group for g in groups):
+            continue
+        try:
+            redis.xgroup_create(key, names.group, id="0", mkstream=groups is None)
             logger.info("created consumer group %s on %s at 0", names.group, key)
         except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            if "BUSYGROUP" not in str(exc):  # another replica created it meanwhile
                 raise
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def is_nogroup(exc: Exception) -> bool:

@@ -2,14 +2,18 @@
 
 For each stream the safe point is the oldest pending entry of any group, or just past the
 last delivered ID when nothing is pending; ``XTRIM MINID`` removes only entries below it.
-Entries not yet delivered to a group are never trimmed. ``unread_deletions`` notices the
-opposite: someone else deleting entries the group has not read (``XADD ... MAXLEN`` with a
-stolen producer password, a manual ``XTRIM``). No PostgreSQL here.
+Entries not yet delivered to a group are never trimmed. One pass repeats the approximate
+``XTRIM`` while calls still remove entries, so what Redis holds of acknowledged entries stays
+at a few seconds of ingest however fast producers write. It also drops the dead-letter index
+members of entries no longer in their stream. ``unread_deletions`` notices the opposite:
+someone else deleting entries the group has not read (``XADD ... MAXLEN`` with a stolen
+producer password, a manual ``XTRIM``). No PostgreSQL here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from redis import Redis
 
@@ -40,20 +44,51 @@ def safe_trim_point(redis: Redis, key: str) -> str | None:
     return f"{ms}-{seq}"
 
 
+MAX_CALLS_PER_PASS = 1000
+"""XTRIM calls per stream in one pass (each removes at most ~10,000 entries): 10 million entries."""
+
+
 def trim_acked(redis: Redis, names: StreamNames, keys: Sequence[str] | None = None, exact: bool = False) -> int:
     """Trim the priority streams ``keys`` (default all) to their safe point; return entries removed.
 
     Approximate by default (``XTRIM MINID ~``): Redis then removes only whole macro-nodes, at
-    most 10,000 entries a call, so a trim never blocks the server for long (an exact trim of a
-    big backlog stalls every other client, critical traffic included). It never removes an
-    entry at or past the safe point either way.
+    most 10,000 entries a call, so one call never blocks the server for long (an exact trim of
+    a big backlog stalls every other client, critical traffic included). The call is repeated
+    while it still removes entries, so a pass keeps up with any ingest rate. It never removes
+    an entry at or past the safe point either way.
     """
     removed = 0
     for key in keys or names.streams:
         point = safe_trim_point(redis, key)
-        if point is not None and point != "0-1":
-            removed += int(redis.xtrim(key, minid=point, approximate=not exact))
+        if point is None or point == "0-1":
+            continue
+        for _ in range(MAX_CALLS_PER_PASS):
+            n = int(redis.xtrim(key, minid=point, approximate=not exact))
+            removed += n
+            if n == 0 or exact:
+                break
+        prune_deadletter_index(redis, names, key, point)
     return removed
+
+
+def prune_deadletter_index(redis: Redis, names: StreamNames, key: str, point: str) -> int:
+    """Forget dead-letter index members of ``key``'s entries that are no longer in the stream.
+
+    Only looks at the stream (XRANGE COUNT 1, for its first entry ID) when the index holds a
+    member below the trim point, so a pass without old dead letters costs one ZRANGEBYLEX.
+    """
+    prefix = names.priority_of(key).value + ":"
+    oldest = redis.zrangebylex(names.deadletter_index, f"[{prefix}", f"({prefix}{_padded(point)}", start=0, num=1)
+    if not oldest:
+        return 0
+    first: list[tuple[bytes, Any]] = redis.xrange(key, count=1)  # type: ignore[assignment]
+    upto = _padded(first[0][0]) if first else _padded(point)
+    return int(redis.zremrangebylex(names.deadletter_index, f"[{prefix}", f"({prefix}{upto}"))
+
+
+def _padded(raw: bytes | str) -> str:
+    ms, seq = _parse_id(raw)
+    return f"{ms:020d}-{seq:020d}"
 
 
 def unread_deletions(redis: Redis, names: StreamNames, keys: Sequence[str] | None = None) -> list[str]:

@@ -189,6 +189,9 @@ def test_writer_metrics_match_the_traffic(traffic: dict[str, Any]) -> None:
         "redis": True,
         "postgres": True,
         "breaker_postgres_closed": True,
+        "lane_urgent_progress": True,
+        "lane_live_progress": True,
+        "lane_bulk_progress": True,
     }
 
 

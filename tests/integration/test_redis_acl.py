@@ -24,7 +24,11 @@ from common.settings import Settings
 from tests.conftest import REPO, env_for, settings_for
 from tests.helpers import count_readings, wait_for
 from tests.integration.pipeline import start_writer, stop_process
+from writer import deadletter
+from writer.deadletter import Outcome
 from writer.pg import mask_dsn
+from writer.read import ensure_groups, read_entries
+from writer.trim import trim_acked
 
 pytestmark = pytest.mark.integration
 
@@ -153,6 +157,34 @@ def test_writer_and_producer_work_with_their_users_and_leak_no_secret(
     assert "Traceback" not in logs and "NOPERM" not in logs, logs[-3000:]
     assert not [v for v in values if v in logs]
     assert admin.xlen(s.redis.names.deadletter) == 1
+
+
+def test_writer_user_dead_letters_once_and_cannot_script_around_its_rights(settings: Settings, acl_redis: Any) -> None:
+    server, pw, _ = acl_redis
+    names = settings.redis.names
+    writer = client(server, "writer", pw["writer"])
+    normal = names.stream(Priority.NORMAL)
+    ensure_groups(writer, names)
+    client(server, "producer", pw["producer"]).xadd(normal, {"hello": "world"})
+    (entry,) = read_entries(writer, names, "w", count=10, block_ms=1)
+    (result,) = deadletter.dead_letter(writer, names, [(entry, "DecodeError", "x")], "w")
+    assert result.outcome is Outcome.DEAD_LETTERED, result.problem  # EVAL + XACK + ZADD + XLEN + XADD allowed
+    trim_acked(writer, names, exact=True)  # XTRIM, then ZRANGEBYLEX/ZREMRANGEBYLEX on the index
+    assert writer.zrangebylex(names.deadletter_index, "-", "+") == []
+    forbidden = [
+        ("EVAL", "return redis.call('DEL', KEYS[1])", "1", normal),
+        ("EVAL", "return redis.call('XADD', KEYS[1], '*', 'a', 'b')", "1", normal),
+        ("EVAL", "return redis.call('ZADD', KEYS[1], 0, 'a')", "1", normal),
+        ("ZADD", names.stream(Priority.LOW), "0", "a"),
+        ("SET", names.deadletter_index, "x"),
+        ("DEL", names.deadletter_index),
+        ("EVALSHA", "0" * 40, "0"),
+        ("SCRIPT", "FLUSH"),
+        ("FUNCTION", "FLUSH"),
+    ]
+    for command in forbidden:
+        with pytest.raises((NoPermissionError, ResponseError), match=r"(?i)permission|can't run|can't access"):
+            writer.execute_command(*command)
 
 
 def test_dsn_passwords_are_masked() -> None:

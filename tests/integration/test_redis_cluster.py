@@ -15,6 +15,7 @@ from redis import Redis
 
 from common.publish import Publisher, new_producer_id
 from common.redis_client import connect_redis
+from common.schema import Priority
 from common.settings import RedisSettings, Settings
 from producers.base import run_producer
 from producers.simulate import SimulateSource
@@ -88,7 +89,8 @@ def test_two_writers_on_a_3_master_cluster_store_exactly_once(cluster: list[int]
         url=f"redis://127.0.0.1:{cluster[1]}/0", namespace=settings.redis.namespace, cluster=True)})  # fmt: skip
     names = csettings.redis.names
     client = connect_redis(csettings.redis)
-    nodes = {client.cluster_keyslot(k) for k in (*names.streams, names.deadletter)}  # type: ignore[attr-defined]
+    keys = (*names.streams, names.deadletter, names.deadletter_index)
+    nodes = {client.cluster_keyslot(k) for k in keys}  # type: ignore[attr-defined]
     assert len(nodes) == 1, "all keys must share one hash slot"
     frames_per_producer, producers = 3000, 3
 
@@ -101,10 +103,12 @@ def test_two_writers_on_a_3_master_cluster_store_exactly_once(cluster: list[int]
         threads = [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
         for t in threads:
             t.start()
+        client.xadd(names.stream(Priority.NORMAL), {"hello": "world"})  # poison: the dead-letter script on a cluster
         for t in threads:
             t.join(120)
         total = frames_per_producer * producers
         wait_for(lambda: a.frames + b.frames >= total, 120, what="all frames committed")
+        wait_for(lambda: client.xlen(names.deadletter) == 1, 30, what="one dead letter")
         time.sleep(0.5)
         assert a.frames > 0 and b.frames > 0, "both replicas should share the work"
         assert a.duplicates + b.duplicates == 0

@@ -1,6 +1,7 @@
-"""Redis-side writer logic on fakeredis: trimming only what is acked, dead letters, replay.
+"""Redis-side writer logic on fakeredis: trimming only what is acked, replay and purge checks.
 
-Real-Redis versions of these checks live in tests/integration/test_streams_real.py.
+Real-Redis versions of these checks live in tests/integration/test_streams_real.py; dead-lettering
+runs a Lua script, so it is tested on real Redis only (tests/integration/test_deadletter_real.py).
 """
 
 from __future__ import annotations
@@ -38,32 +39,6 @@ def test_trim_removes_only_acknowledged_entries(r: Redis) -> None:
     assert [eid for eid, _ in r.xrange(KEY)] == ids[6:]  # undelivered entries are kept
 
 
-def test_dead_letter_keeps_the_entry_and_acks_it(r: Redis) -> None:
-    ensure_groups(r, NAMES)
-    r.xadd(KEY, {"v": "1", "weird": b"\xff\x00bytes"})
-    (entry,) = read_entries(r, NAMES, "c1", count=10, block_ms=1)
-    deadletter.dead_letter(r, NAMES, [(entry, "DecodeError", "missing field 'src'")], "c1")
-    assert r.xpending(KEY, NAMES.group)["pending"] == 0
-    ((did, summary),) = deadletter.list_dead(r, NAMES)
-    assert summary["error_class"] == "DecodeError" and summary["stream"] == KEY
-    assert summary["entry_id"] == entry.id.decode()
-    raw = deadletter.show_dead(r, NAMES, did)
-    assert raw is not None and raw[b"orig.weird"] == b"\xff\x00bytes"
-
-
-def test_replay_restores_fields_byte_for_byte_to_the_original_priority(r: Redis) -> None:
-    ensure_groups(r, NAMES)
-    crit = NAMES.stream(Priority.CRITICAL)
-    r.xadd(crit, {"v": "1", "blob": b"\x01\x02"})
-    (entry,) = read_entries(r, NAMES, "c1", count=10, block_ms=1)
-    deadletter.dead_letter(r, NAMES, [(entry, "sqlstate:23514", "no partition")], "c1")
-    ((did, _),) = deadletter.list_dead(r, NAMES)
-    deadletter.replay(r, NAMES, [did])
-    assert r.xlen(NAMES.deadletter) == 0
-    ((_, fields),) = r.xrange(crit, min="(" + entry.id.decode())
-    assert fields == {b"v": b"1", b"blob": b"\x01\x02"}
-
-
 def test_replay_refuses_a_foreign_target_stream(r: Redis) -> None:
     r.xadd(NAMES.deadletter, {"stream": "{t}:deadletter", "orig.v": "1"})
     ((did, _),) = deadletter.list_dead(r, NAMES)
@@ -83,3 +58,20 @@ def test_entries_hold_raw_bytes(r: Redis) -> None:
     r.xadd(KEY, {"k": b"\xff"})
     (e,) = read_entries(r, NAMES, "c", 10, 1)
     assert isinstance(e, Entry) and e.fields == {b"k": b"\xff"}
+
+
+def test_existing_groups_are_not_created_again(r: Redis) -> None:
+    ensure_groups(r, NAMES)
+    calls: list[str] = []
+    real_create = r.xgroup_create
+
+    def create(*args: object, **kwargs: object) -> object:
+        calls.append(str(args[0]))
+        return real_create(*args, **kwargs)  # type: ignore[arg-type]
+
+    r.xgroup_create = create  # type: ignore[method-assign]
+    ensure_groups(r, NAMES)
+    assert calls == []  # XGROUP CREATE needs memory: never sent for a group that exists
+    r.delete(KEY)
+    ensure_groups(r, NAMES)
+    assert calls == [KEY] and r.xinfo_groups(KEY)[0]["name"] == NAMES.group.encode()
