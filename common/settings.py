@@ -120,6 +120,11 @@ class PostgresSettings(Section):
 
 class WriterSettings(Section):
     @model_validator(mode="after")
+    def _load_deadletter_key(self) -> WriterSettings:
+        object.__setattr__(self, "deadletter_key", _read_secret(self.deadletter_key_file, self.deadletter_key))
+        return self
+
+    @model_validator(mode="after")
     def _forget_after_claim(self) -> WriterSettings:
         if self.consumer_forget_idle_s * 1000 <= self.claim_idle_ms:
             raise ValueError(
@@ -128,6 +133,12 @@ class WriterSettings(Section):
             )
         return self
 
+    deadletter_key: SecretStr | None = None
+    """Secret that signs dead letters (HMAC-SHA256), shared by the writer and telemetry-admin;
+    prefer DEADLETTER_KEY_FILE. With it, `deadletter replay` refuses dead letters that are
+    unsigned or whose signature does not match (forged with a stolen Redis password)."""
+    deadletter_key_file: Path | None = None
+    """File holding DEADLETTER_KEY (a Docker/systemd secret); read at start, never logged."""
     batch_max_rows: int = Field(default=20_000, ge=1)
     """Most readings (rows) in one batch: a batch is committed before a frame would take it past this
     (a frame with more channels than this is a batch of its own)."""

@@ -97,7 +97,8 @@ def _repair_ids(s: Settings, args: argparse.Namespace) -> int:
         print("no stream has entry IDs from the future: nothing to repair")
         return 0
     for key in ahead:
-        r = repair(redis, names, key, now_ms, tolerance)
+        secret = s.writer.deadletter_key
+        r = repair(redis, names, key, now_ms, tolerance, secret.get_secret_value().encode() if secret else None)
         print(
             f"{key}: removed {r.deleted} entries with IDs ahead of the clock ({r.dead_lettered} to the dead-letter"
             f" stream, replay them after checking); last ID now {r.last_id}"
@@ -142,8 +143,17 @@ def _dead(s: Settings, args: argparse.Namespace) -> int:
         print(f"telemetry-admin: {args.action} needs IDs or --all", file=sys.stderr)
         return 2
     if args.action == "replay":
-        done = deadletter.replay(r, names, ids or [])
-        print(f"replayed {len(done)} dead letters")
+        secret = s.writer.deadletter_key
+        key = secret.get_secret_value().encode() if secret is not None else None
+        done, refused = [], 0
+        for did in ids or []:
+            try:
+                done += deadletter.replay(r, names, [did], key, unverified=args.unverified)
+            except deadletter.UnverifiedDeadLetter as exc:
+                print(f"telemetry-admin: {exc}", file=sys.stderr)
+                refused += 1
+        print(f"replayed {len(done)} dead letters" + (f"; refused {refused} unverified" if refused else ""))
+        return 1 if refused else 0
     else:
         print(f"purged {deadletter.purge(r, names, ids)} dead letters")
     return 0
@@ -185,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="*")
     p.add_argument("--all", action="store_true")
     p.add_argument("--count", type=int, default=50)
+    p.add_argument("--unverified", action="store_true", help="replay: also dead letters without a valid signature")
     p.set_defaults(fn=_dead)
     _add_import(sub)
     return parser

@@ -14,10 +14,16 @@ refuses it whole: the entry stays pending, nothing is half done (a wrong-type ke
 before it writes; an XADD failing after the XACK puts the entry back pending). The stream is bounded
 (``MAXLEN ~``); the script returns how many old dead letters that dropped, and the caller logs
 and counts every drop. No PostgreSQL here.
+
+With ``WRITER__DEADLETTER_KEY`` set, every dead letter carries ``sig``, an HMAC-SHA256 of its
+fields; replay refuses one without a valid signature, so a dead letter forged with a stolen
+Redis password (the writer's may XADD there) is not laundered into the priority streams.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -92,6 +98,45 @@ def index_member(entry: Entry) -> str:
     return f"{entry.priority.value}:{int(ms):020d}-{int(seq or 0):020d}"
 
 
+SIG = b"sig"
+
+
+def signature(fields: dict[bytes, Any], key: bytes) -> bytes:
+    """HMAC-SHA256 (hex) of a dead letter's fields (all but ``sig``), length-prefixed and sorted."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for k in sorted(fields):
+        if k == SIG:
+            continue
+        v = fields[k]
+        raw = v if isinstance(v, bytes) else str(v).encode()
+        mac.update(len(k).to_bytes(4, "big") + k + len(raw).to_bytes(8, "big") + raw)
+    return mac.hexdigest().encode()
+
+
+def signed(fields: dict[bytes, Any], key: bytes | None) -> dict[bytes, Any]:
+    """``fields`` with their signature added (unchanged when no key is configured)."""
+    if key is None:
+        return fields
+    return {**fields, SIG: signature(fields, key)}
+
+
+class UnverifiedDeadLetter(ValueError):
+    """A dead letter without a valid signature: not written by the writer or telemetry-admin."""
+
+
+def verify(did: str, fields: dict[bytes, bytes], key: bytes | None) -> None:
+    """Raise UnverifiedDeadLetter unless ``fields`` carry the signature ``key`` gives (no key: no check)."""
+    if key is None:
+        return
+    sig = fields.get(SIG)
+    if sig is None or not hmac.compare_digest(sig, signature(fields, key)):
+        why = "unsigned" if sig is None else "its signature does not match"
+        raise UnverifiedDeadLetter(
+            f"dead letter {did} is {why}: not written by the writer (forged with a stolen Redis password?);"
+            " inspect it with `deadletter show`, replay it with --unverified only if you trust it"
+        )
+
+
 def dead_letter_fields(entry: Entry, error_class: str, error: str, failed_at: str, consumer: str) -> dict[bytes, Any]:
     """The fields of one dead letter: a full copy, or a reference for an entry over COPY_MAX_BYTES."""
     size = entry.size
@@ -123,6 +168,7 @@ def dead_letter(
     failures: Iterable[tuple[Entry, str, str]],
     consumer: str,
     max_len: int = 100_000,
+    key: bytes | None = None,
 ) -> list[DeadLetterResult]:
     """Dead-letter each (entry, error_class, error) and XACK it, atomically, exactly once.
 
@@ -136,7 +182,7 @@ def dead_letter(
         return []
     pipe = redis.pipeline(transaction=False)
     for entry, error_class, error in todo:
-        fields = dead_letter_fields(entry, error_class, error, failed_at, consumer)
+        fields = signed(dead_letter_fields(entry, error_class, error, failed_at, consumer), key)
         flat = [x for kv in fields.items() for x in kv]
         keys = (entry.stream, names.deadletter, names.deadletter_index)
         args = (names.group, entry.id, index_member(entry), max_len, consumer, *flat)
@@ -185,17 +231,22 @@ def _xrange(redis: Redis, key: str, lo: str, hi: str, count: int) -> list[tuple[
     return cast(list[tuple[bytes, dict[bytes, bytes]]], redis.xrange(key, min=lo, max=hi, count=count))
 
 
-def replay(redis: Redis, names: StreamNames, entry_ids: Iterable[str]) -> list[tuple[str, str]]:
+def replay(
+    redis: Redis, names: StreamNames, entry_ids: Iterable[str], key: bytes | None = None, unverified: bool = False
+) -> list[tuple[str, str]]:
     """Re-publish dead letters to their original stream (priority) and delete them, atomically.
 
     Returns (dead-letter id, new entry id) pairs. The original fields are restored byte for
-    byte, so the frame keeps its idempotency key.
+    byte, so the frame keeps its idempotency key. With a signing ``key``, a dead letter whose
+    signature is missing or wrong raises UnverifiedDeadLetter (unless ``unverified``).
     """
     done = []
     for did in entry_ids:
         fields = show_dead(redis, names, did)
         if fields is None:
             raise KeyError(f"no dead letter {did}")
+        if not unverified:
+            verify(did, fields, key)
         stream = fields[b"stream"].decode()
         names.priority_of(stream)  # refuse to write anywhere but our own priority streams
         if b"omitted" in fields:

@@ -46,7 +46,8 @@ from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.retry import describe, is_transient
 from writer.sink import Sink
 from writer.stats import LaneHealth, WriterStats
-from writer.trim import trim_acked, unread_deletions
+from writer.stream_ids import ids_ahead
+from writer.trim import foreign_groups, trim_acked, unread_deletions
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,10 @@ class Writer:
         self.deferred: dict[tuple[str, bytes], tuple[Failure, float]] = {}
         """Dead letters Redis refused, by (stream, id), with when they were first tried; still pending."""
         self.next_deferred = 0.0
+        self.reported: set[tuple[str, str, str]] = set()
+        secret = self.w.deadletter_key
+        self.deadletter_key = secret.get_secret_value().encode() if secret is not None else None
+        """Stream findings already logged (``_guard_streams``)."""
         self.committing_since: float | None = None
         self.read_count = self.w.read_count
         """XREADGROUP COUNT: READ_COUNT, cut to 1 after a MemoryError and doubled back per read."""
@@ -228,12 +233,31 @@ class Writer:
                     " else?); the frames lost show as sequence gaps in producer_progress",
                     key,
                 )
+            self._guard_streams()
             self.observe("trim", time.perf_counter() - t0, True, trimmed)
             self._add(trimmed=trimmed)
         # After the trim, which may just have freed the memory a refused dead letter needs.
         if self.deferred and self.clock() >= self.next_deferred:
             self.next_deferred = self.clock() + DEFERRED_RETRY_S
             self._dead_letter([failure for failure, _ in self.deferred.values()])
+
+    def _guard_streams(self) -> None:
+        """Log (once per finding) what a stolen credential may have done to the priority streams:
+        entry IDs from the future (XADD with an explicit ID) and consumer groups not ours."""
+        now_ms = int(self.wall.now().timestamp() * 1000)
+        found = {("id", k, v) for k, v in ids_ahead(self.redis, self.keys, now_ms).items()}
+        found |= {("group", k, g) for k, g in foreign_groups(self.redis, self.names, self.keys)}
+        for kind, key, what in sorted(found - self.reported):
+            if kind == "id":
+                logger.error(
+                    "%s: last entry ID %s is ahead of the clock (an XADD with an explicit ID?); XADD * may"
+                    " fail for every producer: run `telemetry-admin streams repair`", key, what,
+                )  # fmt: skip
+            else:
+                logger.error(
+                    "%s: consumer group %r is not the writer's (%r); trimming ignores it", key, what, self.names.group
+                )
+        self.reported = found
 
     def _ingest(self, entries: list[Entry], stop: threading.Event) -> None:
         now = self.clock()
@@ -381,7 +405,9 @@ class Writer:
     def _dead_letter(self, failures: list[Failure]) -> None:
         """Dead-letter ``failures`` once each; those Redis refuses wait in ``deferred``, still pending."""
         t0 = time.perf_counter()
-        results = dead_letter(self.redis, self.names, failures, self.consumer, self.w.deadletter_max_len)
+        results = dead_letter(
+            self.redis, self.names, failures, self.consumer, self.w.deadletter_max_len, self.deadletter_key
+        )
         now = self.clock()
         refused = 0
         with self.stats.lock:

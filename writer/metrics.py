@@ -177,9 +177,22 @@ class WriterTelemetry:
             "consumers": gauge("stream_consumers", "Consumers of the writer group.", ["priority"]),
             "entries_added": counter("stream_entries_added", "Entries ever added (XINFO STREAM).", ["priority"]),
         }
+        fams["foreign_groups"] = gauge(
+            "stream_foreign_groups", "Consumer groups that are not the writer's (ignored by trimming).", ["priority"]
+        )
+        fams["id_ahead"] = gauge(
+            "stream_id_ahead",
+            "1 while the last entry ID is ahead of the clock (forged XADD ID: telemetry-admin streams repair).",
+            ["priority"],
+        )
         for row in status["streams"]:
             prio = self.names.priority_of(row["stream"]).value
-            row = {**row, "consumers": len(row["consumers"])}
+            row = {
+                **row,
+                "consumers": len(row["consumers"]),
+                "foreign_groups": len(row["foreign_groups"]),
+                "id_ahead": int(row["id_ahead"]),
+            }
             for key, fam in fams.items():
                 if row.get(key) is not None:
                     fam.add_metric([prio], row[key])

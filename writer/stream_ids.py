@@ -29,6 +29,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from common.streams import StreamNames
+from writer.deadletter import signed
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,14 @@ class Repair:
     group_reset: bool = False
 
 
-def repair(redis: Redis, names: StreamNames, key: str, now_ms: int, tolerance_ms: int = AHEAD_TOLERANCE_MS) -> Repair:
+def repair(
+    redis: Redis,
+    names: StreamNames,
+    key: str,
+    now_ms: int,
+    tolerance_ms: int = AHEAD_TOLERANCE_MS,
+    sign_key: bytes | None = None,
+) -> Repair:
     """Remove the entries of ``key`` whose IDs are ahead of ``now_ms`` + tolerance and reset the IDs.
 
     Entries the writer group has not acknowledged (undelivered or pending) go to the dead-letter
@@ -108,7 +116,7 @@ def repair(redis: Redis, names: StreamNames, key: str, now_ms: int, tolerance_ms
                 b"consumer": "telemetry-admin",
             }
             dead.update({b"orig." + k: v for k, v in fields.items()})
-            pipe.xadd(names.deadletter, dead)
+            pipe.xadd(names.deadletter, signed(dead, sign_key))  # type: ignore[arg-type]
             result.dead_lettered += 1
         if group is not None:
             pipe.xack(key, names.group, eid_b)

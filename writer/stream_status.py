@@ -6,26 +6,25 @@ Read-only Redis calls (XLEN, XINFO STREAM, XINFO GROUPS, XINFO CONSUMERS); used 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from redis import Redis
 from redis.exceptions import ResponseError
 
 from common.streams import StreamNames
+from writer.stream_ids import AHEAD_TOLERANCE_MS, parse_id
 
 
 def _text(v: Any) -> Any:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def _entries_added(redis: Redis, key: str) -> int | None:
-    """XINFO STREAM ``entries-added`` (Redis 7+): every XADD ever, trimmed or not; None before 7."""
-    info = redis.xinfo_stream(key)
-    value = info.get("entries-added")
-    return None if value is None else int(value)
-
-
-def stream_status(redis: Redis, names: StreamNames) -> dict[str, Any]:
+def stream_status(redis: Redis, names: StreamNames, now_ms: int | None = None) -> dict[str, Any]:
+    """Per priority stream: length, lag, pending, entries ever added (XINFO STREAM ``entries-added``,
+    Redis 7+), consumers, groups that are not the writer's, and whether the last entry ID is ahead
+    of the clock (``now_ms``, default this host's) by more than ``stream_ids.AHEAD_TOLERANCE_MS``."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     rows = []
     for key in names.streams:
         length = int(redis.xlen(key))
@@ -33,10 +32,15 @@ def stream_status(redis: Redis, names: StreamNames) -> dict[str, Any]:
         pending = 0
         added: int | None = None
         consumers: list[dict[str, Any]] = []
+        foreign: list[str] = []
+        ahead = False
         try:
-            added = _entries_added(redis, key)
+            info = redis.xinfo_stream(key)
+            added = None if info.get("entries-added") is None else int(info["entries-added"])
+            ahead = parse_id(info.get("last-generated-id"))[0] > now_ms + AHEAD_TOLERANCE_MS
             for group in redis.xinfo_groups(key):
                 if _text(group["name"]) != names.group:
+                    foreign.append(_text(group["name"]))
                     continue
                 lag = group.get("lag")
                 pending = int(group["pending"])
@@ -54,6 +58,8 @@ def stream_status(redis: Redis, names: StreamNames) -> dict[str, Any]:
                 "pending": pending,
                 "entries_added": added,
                 "consumers": consumers,
+                "foreign_groups": foreign,
+                "id_ahead": ahead,
             }
         )
     return {"streams": rows, "deadletter": int(redis.xlen(names.deadletter))}

@@ -1,7 +1,10 @@
-"""Trim priority streams, deleting only entries every consumer group has acknowledged.
+"""Trim priority streams, deleting only entries the writer group has acknowledged.
 
-For each stream the safe point is the oldest pending entry of any group, or just past the
+For each stream the safe point is the writer group's oldest pending entry, or just past its
 last delivered ID when nothing is pending; ``XTRIM MINID`` removes only entries below it.
+Groups the project did not create (``XGROUP CREATE … audit 0`` with a stolen writer password,
+or a forgotten consumer of someone's) are ignored: they would pin the trim point forever and
+fill Redis. ``foreign_groups`` lists them so the writer logs an error and exports a metric.
 Entries not yet delivered to a group are never trimmed. One pass repeats the approximate
 ``XTRIM`` while calls still remove entries, so what Redis holds of acknowledged entries stays
 at a few seconds of ingest however fast producers write. It also drops the dead-letter index
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from common.streams import StreamNames
 
@@ -26,9 +30,26 @@ def _parse_id(raw: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def safe_trim_point(redis: Redis, key: str) -> str | None:
-    """The MINID below which every entry of ``key`` is acknowledged by every group."""
-    groups = redis.xinfo_groups(key)
+def _name(group: dict[Any, Any]) -> str:
+    name = group["name"]
+    return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+
+
+def foreign_groups(redis: Redis, names: StreamNames, keys: Sequence[str] | None = None) -> list[tuple[str, str]]:
+    """(stream, group) for every consumer group on the priority streams other than the writer's."""
+    out = []
+    for key in keys or names.streams:
+        try:
+            groups = redis.xinfo_groups(key)
+        except ResponseError:  # no such stream yet
+            continue
+        out += [(key, _name(g)) for g in groups if _name(g) != names.group]
+    return out
+
+
+def safe_trim_point(redis: Redis, key: str, group_name: str) -> str | None:
+    """The MINID below which every entry of ``key`` is acknowledged by the group ``group_name``."""
+    groups = [g for g in redis.xinfo_groups(key) if _name(g) == group_name]
     if not groups:
         return None
     points = []
@@ -59,7 +80,7 @@ def trim_acked(redis: Redis, names: StreamNames, keys: Sequence[str] | None = No
     """
     removed = 0
     for key in keys or names.streams:
-        point = safe_trim_point(redis, key)
+        point = safe_trim_point(redis, key, names.group)
         if point is None or point == "0-1":
             continue
         for _ in range(MAX_CALLS_PER_PASS):

@@ -34,6 +34,7 @@ from tests.integration.pipeline import frame
 from tests.integration.test_redis_acl import acl_redis, client
 from writer import deadletter
 from writer.stream_ids import ids_ahead, repair
+from writer.stream_status import stream_status
 from writer.trim import unread_deletions
 
 pytestmark = pytest.mark.integration
@@ -171,3 +172,79 @@ def test_repair_keeps_every_genuine_entry_and_the_group_position(settings: Setti
     assert unread_deletions(redis, names, [key]) == []
     dead = deadletter.list_dead(redis, names)
     assert [(d["entry_id"], d["error_class"]) for _, d in dead] == [(MAX_ID, "forged_id")]
+
+
+def test_stolen_writer_credential_cannot_destroy_dead_letters_nor_pin_trimming(
+    settings: Settings, acl_redis: Any
+) -> None:
+    """13.3: the writer could XTRIM the dead letters to 0 and create a group that never reads."""
+    server, pw, _ = acl_redis
+    names = settings.redis.names
+    normal, dead = names.stream(Priority.NORMAL), names.deadletter
+    admin = client(server, "admin", pw["admin"])
+    admin.xadd(dead, {"stream": normal, "error": "kept"})
+    thief = client(server, "writer", pw["writer"])
+    forbidden = [
+        ("XTRIM", dead, "MAXLEN", "0"),
+        ("XGROUP", "CREATE", dead, "audit", "0"),
+        ("XGROUP", "CREATE", f"{{{names.namespace}}}:other", "audit", "0", "MKSTREAM"),
+        ("XGROUP", "DESTROY", normal, "writer"),
+        ("XGROUP", "SETID", normal, "writer", "$"),
+        ("XRANGE", dead, "-", "+"),
+        ("XDEL", dead, "0-1"),
+        ("DEL", dead),
+        ("XREADGROUP", "GROUP", "g", "c", "STREAMS", dead, ">"),
+    ]
+    for command in forbidden:
+        with pytest.raises(NoPermissionError):
+            thief.execute_command(*command)
+    assert admin.xlen(dead) == 1
+    # Redis cannot stop a group on a priority stream (the writer creates its own there); trimming
+    # ignores it instead of letting it pin the stream, and the writer reports it.
+    thief.xgroup_create(normal, "audit", id="0", mkstream=True)
+    writer = as_user(settings, server.url, "writer", pw["writer"])
+    writer = writer.model_copy(update={"writer": writer.writer.model_copy(update={"trim_interval_s": 0.2})})
+    publisher = Publisher(connect_redis(as_user(settings, server.url, "producer", pw["producer"]).redis), names, "p/1")
+    publisher.stamp([frame("dev", i, x=float(i)) for i in range(500)])
+    publisher.send()
+    with running_writer(writer) as live:
+        wait_for(lambda: live.frames == 500, 30, what="frames committed")
+        wait_for(lambda: admin.xlen(normal) < 500, 30, what="acknowledged entries trimmed despite the foreign group")
+    status = {row["stream"]: row for row in stream_status(admin, names)["streams"]}
+    assert status[normal]["foreign_groups"] == ["audit"]
+
+
+def test_a_forged_dead_letter_is_refused_at_replay(settings: Settings, acl_redis: Any, tmp_path: Path) -> None:
+    """13.3: dead letters forged with the writer's password were published by `deadletter replay --all`."""
+    server, pw, folder = acl_redis
+    names = settings.redis.names
+    normal = names.stream(Priority.NORMAL)
+    keyfile = tmp_path / "deadletter_key"
+    keyfile.write_text("k3y-" + "x" * 20)
+    writer = as_user(settings, server.url, "writer", pw["writer"])
+    writer = writer.model_copy(
+        update={"writer": writer.writer.model_copy(update={"deadletter_key": SecretStr(keyfile.read_text())})}
+    )
+    client(server, "producer", pw["producer"]).xadd(normal, {"hello": "world"})  # poison: dead-lettered, signed
+    with running_writer(writer) as live:
+        wait_for(lambda: sum(live.dead_letters.values()) == 1, 30, what="the genuine dead letter")
+    thief = client(server, "writer", pw["writer"])
+    thief.xadd(names.deadletter, {"stream": normal, "entry_id": "1-1", "error_class": "x", "orig.v": "1"})
+    admin = client(server, "admin", pw["admin"])
+    (_genuine, _), (forged, _) = deadletter.list_dead(admin, names)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
+    env.update(
+        TELEMETRY_REDIS__URL=server.url,
+        TELEMETRY_REDIS__USERNAME="admin",
+        TELEMETRY_REDIS__PASSWORD_FILE=str(folder / "redis_admin_password"),
+        TELEMETRY_REDIS__NAMESPACE=names.namespace,
+        TELEMETRY_WRITER__DEADLETTER_KEY_FILE=str(keyfile),
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "writer.admin", "deadletter", "replay", "--all"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"dead letter {forged} is unsigned" in run.stderr and "replayed 1 dead letters; refused 1" in run.stdout
+    assert [d for d, _ in deadletter.list_dead(admin, names)] == [forged]  # the forged one stays for inspection
+    assert admin.xlen(normal) >= 1  # the genuine one went back to its stream

@@ -3,10 +3,11 @@ local processes (no Docker engine here).
 
 What is rewritten, and only that: service hostnames (``redis``, ``postgres``) become the test
 servers on 127.0.0.1; secrets (ACL users, password files) are dropped because the test servers
-have none; the Redis namespace, the PostgreSQL schema and the rq queue name are made unique to
-this test; the endpoint binds 127.0.0.1 on a free port instead of 0.0.0.0:9108/9109; the spool
-folder (a named volume in compose) is a folder of the test's own. Services
-with a profile (hardware, monitoring) and the servers themselves are not started.
+have none (other secret files are files of the test's own); the Redis namespace, the PostgreSQL
+schema and the rq queue name are made unique to this test; the endpoint binds 127.0.0.1 on a
+free port instead of 0.0.0.0:9108/9109; the spool folder (a named volume in compose) is a folder
+of the test's own. Services with a profile (hardware, monitoring) and the servers themselves are
+not started.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def local_env(env: dict[str, Any], redis_url: str, pg_dsn: str, ns: str, volume:
         value = interpolate(str(value))
         if key.endswith(("__PASSWORD_FILE", "__USERNAME")):
             continue
+        if value.startswith("/run/secrets/"):  # a secret that is not a server password: a file of the test's
+            secret = volume / "secrets" / value.rsplit("/", 1)[1]
+            secret.parent.mkdir(exist_ok=True)
+            secret.write_text(uuid.uuid4().hex)
+            value = str(secret)
         if key == "TELEMETRY_REDIS__URL":
             assert value.startswith("redis://redis:"), value  # the compose hostname, mapped below
             value = redis_url
