@@ -66,12 +66,9 @@ _UPSERT_STATE = (
     " unit = excluded.unit, quality = excluded.quality, session = excluded.session, updated_at = now()"
     " WHERE excluded.observed_at >= current_state.observed_at OR current_state.observed_at > %s"
 )
-_UPSERT_PROGRESS = (
-    "INSERT INTO producer_progress AS p (producer, source, frames, max_seq)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[], %s::int8[])"
-    " ON CONFLICT (producer) DO UPDATE SET frames = p.frames + excluded.frames,"
-    " max_seq = greatest(p.max_seq, excluded.max_seq), last_seen = now()"
-)
+_RECORD_PROGRESS = "SELECT record_progress(%s::text[], %s::int8[], %s::text[])"
+"""Loss accounting through the SECURITY DEFINER function of migration 005: it counts the ledger
+rows this transaction inserted for these keys (the writer role cannot UPDATE producer_progress)."""
 _INSERT_SNAPSHOT = (
     "INSERT INTO frames (observed_at, source, device, session, producer, seq, channels)"
     " SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int8[],"
@@ -146,7 +143,7 @@ def write_frames(
         result.rows = sum(len(f.channels) for f in fresh)
         if state:
             cur.execute(_UPSERT_STATE, [*(list(col) for col in zip(*state, strict=True)), horizon])
-        cur.execute(_UPSERT_PROGRESS, _progress(fresh))
+        cur.execute(_RECORD_PROGRESS, [[f.producer for f in fresh], [f.seq for f in fresh], [f.source for f in fresh]])
         if snapshots:
             fresh_ids = {id(f) for f in fresh}
             chosen = [s for s in snapshots if id(s) in fresh_ids]
@@ -236,19 +233,6 @@ def _copy_readings(
             number = None if text is not None else value
             rows.append((src, dev, name, f.observed_at, number, text, unit, quality, f.session))
     return rows
-
-
-def _progress(frames: Sequence[Frame]) -> list[list[Any]]:
-    per: dict[str, list[Any]] = {}
-    for f in frames:
-        entry = per.get(f.producer)
-        if entry is None:
-            per[f.producer] = [f.source, 1, f.seq]
-        else:
-            entry[1] += 1
-            entry[2] = max(entry[2], f.seq)
-    keys = sorted(per)
-    return [keys, [per[k][0] for k in keys], [per[k][1] for k in keys], [per[k][2] for k in keys]]
 
 
 def _snapshot_columns(frames: Sequence[Frame]) -> list[list[Any]]:
