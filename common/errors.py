@@ -4,6 +4,7 @@
     ├── ConfigError              a setting is wrong; the message names the env variable
     ├── ParseError               device bytes or a line could not be parsed (has a ``kind``)
     ├── DecodeError              a stream entry does not match the frame schema (poison)
+    │   └── RejectedInputError   a producer's rejection entry: bad input it dead-letters via the writer
     ├── SourceUnavailableError   the device or link is gone; the run loop reconnects
     └── WriteError
         ├── TransientWriteError  retry with backoff (connection loss, timeouts, OOM)
@@ -28,15 +29,37 @@ class ParseError(TelemetryError):
 
     ``kind`` is a short, bounded label (``checksum``, ``syntax``, ``non_nmea`` ...) used
     for counting; the message says what was wrong with which input.
+
+    ``line`` (1-based) and ``raw`` (the rejected input, possibly truncated) are set for input
+    that is data (a jsonl line, an import row): the run loop dead-letters those. Line noise on a
+    serial link leaves them unset and is only counted.
     """
 
-    def __init__(self, message: str, kind: str = "syntax") -> None:
+    def __init__(
+        self,
+        message: str,
+        kind: str = "syntax",
+        *,
+        line: int | None = None,
+        raw: bytes | None = None,
+        size: int = 0,
+        file: str = "",
+    ) -> None:
         super().__init__(message)
         self.kind = kind
+        self.line = line
+        self.file = file
+        self.raw = raw
+        self.size = size or (len(raw) if raw is not None else 0)
+        """Length of the whole rejected input in bytes (``raw`` may hold only its start)."""
 
 
 class DecodeError(TelemetryError):
     """A stream entry cannot be turned into a Frame; it goes to the dead-letter stream."""
+
+
+class RejectedInputError(DecodeError):
+    """A rejection entry (common.schema.encode_rejection): the writer dead-letters it as is."""
 
 
 class SourceUnavailableError(TelemetryError):

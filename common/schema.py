@@ -15,6 +15,13 @@ A frame travels as one Redis stream entry whose fields stay readable in ``redis-
 
 ``(prod, seq)`` is the idempotency key. ``encode`` and ``decode`` are pure and are the only
 code that knows this layout. The stream key (not the entry) carries the priority.
+
+A *rejection entry* (``encode_rejection``) carries input a producer refused (a bad jsonl line,
+an import row) to the writer, which dead-letters it as is: producers may only XADD to the
+priority streams, not to the dead-letter stream. Its fields: ``rej`` "1" (the marker; no ``v``),
+``src``, ``dev``, ``prod``, ``kind``, ``reason``, ``file``, ``line``, ``size`` and ``raw`` (the
+first MAX_RAW_LEN bytes of the input). ``validate_frame`` applies decode's limits to a Frame,
+so a producer accepts exactly what the writer accepts.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import NamedTuple
 
 import orjson
 
-from common.errors import DecodeError
+from common.errors import DecodeError, RejectedInputError
 
 SCHEMA_VERSION = "1"
 
@@ -48,6 +55,15 @@ MAX_NAME_LEN = 200
 
 MAX_TEXT_LEN = 65_536
 """Longest text value accepted (characters)."""
+
+MAX_UNIT_LEN = 32
+"""Longest unit accepted (characters)."""
+
+MAX_RAW_LEN = 4096
+"""Bytes of rejected input kept in a rejection entry (the rest is counted in ``size``)."""
+
+REJECTION_MARK = b"rej"
+"""Field that marks a rejection entry (common.schema.encode_rejection)."""
 
 
 class Priority(StrEnum):
@@ -131,6 +147,99 @@ def encode(frame: Frame) -> dict[str, str | bytes]:
     return fields
 
 
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Input a producer refused, on its way to the dead-letter stream (via the writer)."""
+
+    source: str
+    device: str
+    kind: str
+    reason: str
+    raw: bytes
+    size: int
+    file: str = ""
+    line: int = 0
+
+
+def encode_rejection(rejection: Rejection, producer: str) -> dict[str, str | bytes]:
+    """Rejection -> stream entry fields (see the module docstring). Pure."""
+    fields: dict[str, str | bytes] = {
+        "rej": "1",
+        "src": rejection.source,
+        "dev": rejection.device[:MAX_NAME_LEN],
+        "prod": producer,
+        "kind": rejection.kind[:64],
+        "reason": rejection.reason[:1000],
+        "size": str(rejection.size),
+        "raw": rejection.raw[:MAX_RAW_LEN],
+    }
+    if rejection.file:
+        fields["file"] = rejection.file[:1000]
+    if rejection.line:
+        fields["line"] = str(rejection.line)
+    return fields
+
+
+def validate_frame(frame: Frame) -> None:
+    """Raise DecodeError if the writer's ``decode`` would refuse ``frame`` once encoded. Pure.
+
+    Checks what a source can get wrong (producer and seq are the publisher's): source,
+    names (length, NUL), text values (length, NUL, lone surrogates), units, qualities,
+    duplicate channels, non-finite numbers, UTC timestamps.
+    """
+    if frame.source not in _SOURCES:
+        raise DecodeError(f"unknown source {frame.source[:40]!r}")
+    _check_name("dev", frame.device)
+    if frame.session is not None:
+        _check_name("sess", frame.session)
+    for name, ts in (("obs", frame.observed_at), ("rcv", frame.received_at)):
+        if ts.tzinfo is None or ts.utcoffset() != timedelta(0):
+            raise DecodeError(f"field {name!r} is not UTC: {str(ts)[:40]!r}")
+    if not frame.channels:
+        raise DecodeError("channels must be a non-empty JSON array")
+    seen: set[str] = set()
+    for c in frame.channels:
+        if type(c.name) is not str or not 0 < len(c.name) <= MAX_NAME_LEN:
+            raise DecodeError(f"channel name must be a 1-{MAX_NAME_LEN} character string")
+        label = c.name[:40]
+        if c.name in seen:
+            raise DecodeError(f"duplicate channel {label!r}")
+        seen.add(c.name)
+        value = c.value
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT_LEN:
+                raise DecodeError(f"channel {label!r}: text value longer than {MAX_TEXT_LEN}")
+            _check_text(f"channel {label!r}", value, in_json=True)
+        elif isinstance(value, float | int) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise DecodeError(f"channel {label!r} has non-finite value {value!r}")
+        elif value is not None:
+            raise DecodeError(f"channel {label!r}: value must be a number, string or null")
+        if type(c.unit) is not str or len(c.unit) > MAX_UNIT_LEN:
+            raise DecodeError(f"channel {label!r}: unit must be a string of at most {MAX_UNIT_LEN} characters")
+        if not isinstance(c.quality, Quality):
+            raise DecodeError(f"channel {label!r}: unknown quality {str(c.quality)[:20]!r}")
+        _check_text("channel name", c.name, in_json=True)
+        _check_text(f"channel {label!r} unit", c.unit, in_json=True)
+
+
+def _check_name(field_name: str, text: str) -> None:
+    if type(text) is not str or not text or len(text) > MAX_NAME_LEN:
+        raise DecodeError(f"field {field_name!r} must be 1-{MAX_NAME_LEN} characters")
+    _check_text(f"field {field_name!r}", text)
+
+
+def _check_text(what: str, text: str, in_json: bool = False) -> None:
+    # decode() looks for an escaped NUL in the raw channel JSON, so inside channels the
+    # six characters backslash-u0000 (escaped again by JSON) are refused too.
+    if "\x00" in text or (in_json and "\\u0000" in text):
+        raise DecodeError(f"{what} contains a NUL character")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise DecodeError(f"{what} is not valid UTF-8 (lone surrogate)") from None
+
+
 def _iso(ts: datetime) -> str:
     if ts.tzinfo is None or ts.utcoffset() != timedelta(0):
         raise ValueError(f"timestamp {ts!r} is not UTC")
@@ -147,6 +256,8 @@ def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL) -> 
     try:
         version = fields[b"v"]
     except KeyError:
+        if REJECTION_MARK in fields:
+            raise RejectedInputError(_rejection_reason(fields)) from None
         raise DecodeError("missing field 'v' (not a frame entry)") from None
     if version != b"1":
         raise DecodeError(f"unsupported schema version {version[:20]!r}")
@@ -170,6 +281,14 @@ def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL) -> 
     if seq < 1:
         raise DecodeError(f"seq must be >= 1, got {seq}")
     return Frame(src, dev, obs, rcv, mono, _channels(raw_ch), sess, prod, seq, priority)
+
+
+def _rejection_reason(fields: dict[bytes, bytes]) -> str:
+    def get(name: bytes) -> str:
+        return fields.get(name, b"").decode(errors="replace")[:500]
+
+    where = f"{get(b'file')}:{get(b'line')}" if b"file" in fields else f"line {get(b'line') or '?'}"
+    return f"rejected by {get(b'prod')} ({get(b'src')}, {where}): {get(b'kind')}: {get(b'reason')}"
 
 
 _FIELD_NAMES = frozenset([b"v", b"src", b"dev", b"prod", b"seq", b"obs", b"rcv", b"mono", b"sess", b"ch"])

@@ -219,6 +219,9 @@ class JsonlSettings(Section):
     """File or FIFO to read; ``-`` is stdin."""
     follow: bool = False
     """Keep reading at end of file (a FIFO is reopened when its writer closes)."""
+    offset_file: Path | None = None
+    """Where the read position in a regular file is kept, so a restart resumes instead of re-sending;
+    default ``jsonl.offset`` in the producer's spool folder. Unset and no spool = read from the start."""
 
 
 class GpsNmeaSettings(Section):

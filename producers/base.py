@@ -7,6 +7,12 @@ With a spool (common.spool), frames go to disk while the Redis breaker is open o
 writes, and are replayed in order, keys unchanged, once it heals; reading never waits for Redis
 unless the spool is full of critical/high frames. Without a spool, reading waits until Redis
 takes the frames. It does not parse device bytes (sources do) and builds no Redis names.
+
+Rejected input never ends the loop: a ParseError is counted by kind; one that carries the raw
+input (data: a jsonl line) is also sent as a rejection entry the writer dead-letters, and
+logged with its line number (rate-limited). A frame the writer would refuse (common.schema
+``validate_frame``) is such a rejection too, and so is any unexpected exception of a source's
+``read``: only SourceUnavailableError reaches the reconnect logic.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,9 +29,9 @@ from redis.exceptions import RedisError
 
 from common.backoff import Backoff
 from common.breaker import Breaker, BreakerState
-from common.errors import ParseError, SourceUnavailableError
-from common.publish import Publisher
-from common.schema import Frame, encode
+from common.errors import DecodeError, ParseError, SourceUnavailableError
+from common.publish import REJECTION_PRIORITY, Publisher
+from common.schema import Frame, Rejection, encode, validate_frame
 from common.spool import Append, Spool
 from producers.validate import RangeValidator
 
@@ -62,6 +68,9 @@ class ProducerStats:
     frames_read: int = 0
     frames_published: int = 0
     parse_errors: Counter[str] = field(default_factory=Counter)
+    """Rejected input by kind (every rejection, dead-lettered or only counted)."""
+    rejections_sent: int = 0
+    """Rejection entries published (or spooled) for the writer to dead-letter."""
     connects: int = 0
     outages: int = 0
     """Times a connected source was lost (unplugged, link down)."""
@@ -92,6 +101,28 @@ class ProducerStats:
 
 REPLAY_BATCH = 500
 """Spooled entries sent per pipeline during a replay."""
+
+
+class RateLimitedLog:
+    """At most ``burst`` log lines per ``window_s``; then one line saying how many were not logged."""
+
+    def __init__(self, burst: int = 10, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst, self.window_s, self.clock = burst, window_s, clock
+        self._start = -window_s
+        self._logged = 0
+        self.suppressed = 0
+
+    def warning(self, msg: str, *args: object) -> None:
+        now = self.clock()
+        if now - self._start >= self.window_s:
+            if self.suppressed:
+                logger.warning("%d more rejections in the last %.0fs were not logged", self.suppressed, self.window_s)
+            self._start, self._logged, self.suppressed = now, 0, 0
+        if self._logged < self.burst:
+            self._logged += 1
+            logger.warning(msg, *args)
+        else:
+            self.suppressed += 1
 
 
 def run_producer(
@@ -140,18 +171,21 @@ class _Loop:
         self.spool: Spool | None = None
         self.redis_breaker = Breaker("redis")
         self.device_breaker = Breaker("device")
+        self.reject_log = RateLimitedLog()
 
     def run(self, stop_grace: float) -> ProducerStats:
         if self.spool is not None:
             self._resume(self.spool)
         try:
             while not self.stop.is_set():
-                if not self.publisher.pending and (self.stats.connected or self._open()):
+                if not self.publisher.has_pending and (self.stats.connected or self._open()):
                     frames = self._read()
                     if frames:
                         self.publisher.stamp(frames)
                         self._checkpoint()
                 self._deliver()
+                if not self.publisher.has_pending:
+                    self._commit_source()
                 self._export()
                 if self.source.exhausted:
                     break
@@ -189,29 +223,69 @@ class _Loop:
             self.device_breaker.failure()
             self.source.close()
             return []
+        except Exception as exc:  # a bug in a decoder must not end the producer (issue 12)
+            logger.exception("%s: unexpected error while reading; input skipped", self.source.source)
+            self._rejected(ParseError(f"unexpected {type(exc).__name__}: {str(exc)[:200]}", "internal"))
+            return []
         self.device_breaker.success()
         frames = []
         for item in items:
             if isinstance(item, ParseError):
-                self.stats.parse_errors[item.kind] += 1
-            else:
-                frames.append(self.validator.check(item))
+                self._rejected(item)
+                continue
+            frame = self.validator.check(item)
+            try:
+                validate_frame(frame)
+            except DecodeError as exc:
+                self._rejected(ParseError(f"{frame.device[:60]}: {exc}", "schema"))
+                continue
+            frames.append(frame)
         self.stats.frames_read += len(frames)
         return frames
+
+    def _rejected(self, error: ParseError) -> None:
+        """Count a rejection; dead-letter it (via a rejection entry) when it carries its input."""
+        self.stats.parse_errors[error.kind] += 1
+        if error.raw is None:
+            return
+        device = getattr(self.source, "device", "")
+        rejection = Rejection(
+            self.source.source,
+            device if isinstance(device, str) else "",
+            error.kind,
+            str(error),
+            error.raw,
+            error.size,
+            error.file,
+            error.line or 0,
+        )
+        self.publisher.reject(rejection)
+        self.stats.rejections_sent += 1
+        where = f"{error.file}:{error.line}" if error.file else f"line {error.line}"
+        self.reject_log.warning("%s: rejected %s (%s): %s", self.source.source, where, error.kind, str(error)[:300])
+
+    def _commit_source(self) -> None:
+        """Tell a resumable source (jsonl on a regular file) that everything it returned is delivered."""
+        commit = getattr(self.source, "commit", None)
+        if commit is not None:
+            try:
+                commit()
+            except OSError as exc:
+                logger.error("%s: cannot save the read position: %s", self.source.source, exc)
 
     # ---- Redis and the spool --------------------------------------------------------
     def _deliver(self) -> None:
         if self.spool is None:
             self._send_blocking(self.stop, None)
             return
-        if self.publisher.pending and self.spool.empty and self.redis_breaker.allow():
+        if self.publisher.has_pending and self.spool.empty and self.redis_breaker.allow():
             self._send_direct()
-        if self.publisher.pending:
+        if self.publisher.has_pending:
             self._spool_pending(self.spool)
         self._replay(self.spool, time.monotonic() + self.read_timeout)
         self._checkpoint()
         self.spool.sync()
-        if self.publisher.pending:  # blocked: wait for Redis rather than spin
+        if self.publisher.has_pending:  # blocked: wait for Redis rather than spin
             self.stop.wait(max(0.05, min(self.redis_breaker.retry_in(), self.read_timeout)))
 
     def _send_direct(self) -> None:
@@ -224,6 +298,9 @@ class _Loop:
         self.stats.frames_published += self.publisher.published - before
 
     def _spool_pending(self, spool: Spool) -> None:
+        for fields in self.publisher.rejections:
+            spool.append(REJECTION_PRIORITY, fields)  # bulk: dropped (and counted) before any frame
+        self.publisher.rejections = []
         pending = self.publisher.pending
         for i, frame in enumerate(pending):
             result = spool.append(frame.priority, encode(frame))
@@ -302,7 +379,12 @@ class _Loop:
             self._drain(self.spool, deadline)
             for frame in self.publisher.pending:
                 self.stats.dropped[("unsent_at_exit", frame.priority.value)] += 1
+        if not self.publisher.has_pending:
+            self._commit_source()
         self.stats.frames_unsent = len(self.publisher.pending)
+        if self.publisher.rejections:
+            self.stats.dropped[("unsent_at_exit", REJECTION_PRIORITY.value)] += len(self.publisher.rejections)
+            logger.error("%d rejection entries not sent at exit", len(self.publisher.rejections))
         if self.stats.frames_unsent:
             logger.error("%s: %d frames read but not published at exit", self.source.source, self.stats.frames_unsent)
         if self.spool is not None:
@@ -314,19 +396,19 @@ class _Loop:
     def _drain(self, spool: Spool, deadline: float) -> None:
         """At exit: publish what was read and spooled until done or ``deadline``; the rest stays spooled."""
         while True:
-            if self.publisher.pending and spool.empty and self.redis_breaker.allow():
+            if self.publisher.has_pending and spool.empty and self.redis_breaker.allow():
                 self._send_direct()
-            if self.publisher.pending:
+            if self.publisher.has_pending:
                 self._spool_pending(spool)
             self._replay(spool, deadline)
             left = deadline - time.monotonic()
-            if (spool.empty and not self.publisher.pending) or left <= 0:
+            if (spool.empty and not self.publisher.has_pending) or left <= 0:
                 return
             time.sleep(min(left, max(0.05, self.redis_breaker.retry_in())))
 
     def _send_blocking(self, stop: threading.Event, deadline: float | None) -> None:
         """No spool: retry Redis with backoff until the frames are sent, ``stop`` or ``deadline``."""
-        while self.publisher.pending:
+        while self.publisher.has_pending:
             before = self.publisher.published
             try:
                 self.publisher.send()
