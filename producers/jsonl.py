@@ -52,15 +52,22 @@ _KEYS = frozenset(["device", "observed_at", "session", "priority", "channels"])
 
 
 def parse_line(
-    line: bytes, lineno: int, received_at: datetime, monotonic_ns: int, observed_default: datetime | None = None
+    line: bytes,
+    lineno: int,
+    received_at: datetime,
+    monotonic_ns: int,
+    observed_default: datetime | None = None,
+    required_time: bool = False,
 ) -> Frame:
     """One JSON line -> Frame the writer accepts. Raises ParseError naming the line, carrying it.
 
-    ``observed_default`` is the time of a line without ``observed_at`` (default ``received_at``).
-    Any failure is a ParseError (kind json, schema, time or internal), never another exception.
+    ``observed_default`` is the time of a line without ``observed_at``: default ``received_at``,
+    unless ``required_time`` (an import: its times must come from the file) makes it a ``time``
+    error. Any failure is a ParseError (kind json, schema, time or internal), never another exception.
     """
     try:
-        frame = _parse(line, lineno, received_at, monotonic_ns, observed_default or received_at)
+        default = observed_default or (None if required_time else received_at)
+        frame = _parse(line, lineno, received_at, monotonic_ns, default)
         validate_frame(frame)
         return frame
     except ParseError as exc:
@@ -73,7 +80,9 @@ def parse_line(
     raise error
 
 
-def _parse(line: bytes, lineno: int, received_at: datetime, monotonic_ns: int, observed_default: datetime) -> Frame:
+def _parse(
+    line: bytes, lineno: int, received_at: datetime, monotonic_ns: int, observed_default: datetime | None
+) -> Frame:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -94,6 +103,8 @@ def _parse(line: bytes, lineno: int, received_at: datetime, monotonic_ns: int, o
     except ValueError:
         raise ParseError(f"line {lineno}: unknown priority {obj.get('priority')!r}", "schema") from None
     observed_at = _time(obj.get("observed_at"), lineno) or observed_default
+    if observed_at is None:
+        raise ParseError(f"line {lineno}: 'observed_at' is required here (or a start_time in the mapping)", "time")
     channels = _channels(obj.get("channels"), lineno)
     return Frame("jsonl", device, observed_at, received_at, monotonic_ns, channels, session, priority=priority)
 
