@@ -6,6 +6,7 @@
     ├── DecodeError              a stream entry does not match the frame schema (poison)
     │   └── RejectedInputError   a producer's rejection entry: bad input it dead-letters via the writer
     ├── SourceUnavailableError   the device or link is gone; the run loop reconnects
+    ├── SpoolUnavailableError    the spool's filesystem refuses writes (read-only, I/O error): run without it
     └── WriteError
         ├── TransientWriteError  retry with backoff (connection loss, timeouts, OOM)
         └── PermanentWriteError  the data is bad; dead-letter it (SQLSTATE 22, 23)
@@ -64,6 +65,13 @@ class RejectedInputError(DecodeError):
 
 class SourceUnavailableError(TelemetryError):
     """The device, port or socket is unavailable; the run loop reconnects with backoff."""
+
+
+class SpoolUnavailableError(TelemetryError):
+    """The spool cannot be used (read-only filesystem, I/O error); the producer runs without it.
+
+    A full filesystem is not this error: the spool treats it as full (drops by priority).
+    """
 
 
 class WriteError(TelemetryError):

@@ -4,52 +4,75 @@ Layout of a spool directory (one per producer name)::
 
     lock                 flock'd while a producer uses the spool (a second one fails)
     state                identity, sequence reservation, replay cursors (common.spool_state)
-    <priority>/<n>.seg   append-only segments: MAGIC, then <u32 length><u32 crc32><payload>
+    <priority>/<n>.seg   append-only segments (format: common.spool_records)
 
 The payload is the entry's fields exactly as XADD sends them, so a replay keeps every
 idempotency key. Records are written with ``write()`` at once (kill -9 loses nothing that
 was appended) and fsynced every ``fsync_interval_s`` (power loss loses at most that much).
-On open, a torn or corrupt tail is cut off and reported in ``torn_bytes``; the producer
-still starts. Full spool: critical and high evict the oldest segments of bulk, then low,
-then normal, and when nothing is left ``append`` returns BLOCKED (the caller stops reading);
-normal, low and bulk drop the oldest segment of their own or a lower priority, else the new
-frame. Every dropped frame is reported to ``on_drop(reason, priority, count)``. No Redis here.
+
+Full spool: the limit is ``max_bytes`` or what the filesystem has free (checked every
+SPACE_CHECK_S), whichever is smaller; ENOSPC or a short write also means "full": the file is
+cut back to the record's start (no torn record mid-segment) and the priority policy applies.
+Critical and high evict the oldest segments of bulk, then low, then normal, and when nothing
+is left ``append`` returns BLOCKED (the caller stops reading); normal, low and bulk drop the
+oldest segment of their own or a lower priority, else the new frame. Every dropped frame is
+reported to ``on_drop(reason, priority, count)``: spool_full, evicted, oversize, corrupt.
+
+Damage: on open, and whenever a replay meets it, a damaged record is skipped by resynchronising
+on the next intact one; the records lost are counted exactly (recno gap, reason ``corrupt``)
+and the damaged range is overwritten in place by a filler record so it is never counted twice.
+Only the newest segment of a queue can have a torn tail (a crash mid-write): it is cut off
+and reported in ``torn_bytes``. Any other OSError (read-only filesystem, I/O error) raises
+SpoolUnavailableError: the producer then runs without a spool. No Redis here.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import re
-import struct
 import time
-import zlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
-from common.errors import ConfigError
+from common.errors import ConfigError, SpoolUnavailableError
 from common.schema import Priority
+from common.spool_records import (
+    HEADER,
+    MAGIC,
+    MAGIC_V1,
+    Fields,
+    Record,
+    filler,
+    pack_fields,
+    pack_record,
+    record_at,
+    resync,
+    unpack_fields,
+)
 from common.spool_state import SpoolState, StateFile, boot_id
+
+__all__ = ["Append", "DropHook", "Fields", "Spool", "SpoolRecord", "open_spool", "pack_fields", "unpack_fields"]
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"TSPOOL1\n"
-_REC = struct.Struct("<II")
-_FIELD = struct.Struct("<HI")
-MAX_RECORD = 64 << 20
-"""Longest record believed when scanning; a longer length field means a corrupt record."""
 _RANK = {p: i for i, p in enumerate(Priority)}
 _EVICTABLE = (Priority.BULK, Priority.LOW, Priority.NORMAL)
 """Queues that may lose data when the spool is full, the first evicted first."""
+FULL_ERRNOS = frozenset([errno.ENOSPC, errno.EDQUOT, errno.EFBIG])
+"""Write errors that mean "no room": the spool is full, not broken."""
+SPACE_CHECK_S = 1.0
+"""How often the free space of the filesystem is read (statvfs) to derive the limit."""
+RESERVE_BYTES = 64 << 10
+"""Free space left to the filesystem (state file, directories, block rounding)."""
 
 DropHook = Callable[[str, Priority, int], None]
-Fields = Mapping[str, str | bytes] | Mapping[bytes, bytes]
-"""Stream entry fields: as common.schema.encode returns them, or as read back."""
 
 
 class Append(Enum):
@@ -65,33 +88,14 @@ class SpoolRecord(NamedTuple):
     end: int
 
 
-def pack_fields(fields: Fields) -> bytes:
-    """Stream entry fields -> record payload (lengths + raw bytes, order kept)."""
-    parts = [struct.pack("<H", len(fields))]
-    for key, value in fields.items():
-        k = key.encode() if isinstance(key, str) else key
-        v = value.encode() if isinstance(value, str) else value
-        parts += [_FIELD.pack(len(k), len(v)), k, v]
-    return b"".join(parts)
-
-
-def unpack_fields(payload: bytes) -> dict[bytes, bytes]:
-    (count,) = struct.unpack_from("<H", payload)
-    pos, out = 2, {}
-    for _ in range(count):
-        klen, vlen = _FIELD.unpack_from(payload, pos)
-        pos += _FIELD.size
-        out[payload[pos : pos + klen]] = payload[pos + klen : pos + klen + vlen]
-        pos += klen + vlen
-    return out
-
-
 @dataclass
 class _Segment:
     index: int
     path: Path
+    version: int = 2
     size: int = len(MAGIC)
     records: int = 0
+    """Intact frame records (fillers excluded)."""
     start: int = len(MAGIC)
     """Replay position: bytes before it were published."""
     consumed: int = 0
@@ -108,14 +112,23 @@ class _Queue:
     segments: deque[_Segment] = field(default_factory=deque)
     fd: int | None = None
     dirty: bool = False
+    next_recno: int = 0
 
     @property
     def live(self) -> int:
         return sum(s.live for s in self.segments)
 
 
+def _unavailable(exc: OSError, what: str) -> SpoolUnavailableError:
+    return SpoolUnavailableError(f"spool: {what}: {exc.strerror or exc}")
+
+
 class Spool:
-    """The spool of one producer. Not thread-safe: the run loop owns it."""
+    """The spool of one producer. Not thread-safe: the run loop owns it.
+
+    Raises SpoolUnavailableError (from the constructor or any method) when its filesystem
+    refuses writes for a reason other than space.
+    """
 
     def __init__(
         self,
@@ -128,21 +141,38 @@ class Spool:
     ) -> None:
         self.dir = directory
         self.max_bytes = max_bytes
+        self.limit = max_bytes
+        """Bytes the spool may use now: max_bytes, or less when the filesystem has less free."""
         self.segment_bytes = segment_bytes
         self.fsync_interval_s = fsync_interval_s
         self.on_drop: DropHook = on_drop or (lambda _r, _p, _n: None)
         self.clock = clock
         self.torn_bytes = 0
+        self.corrupt_records = 0
+        """Records lost to damage (bit rot, a bad SD card), counted once each."""
+        self.full_writes = 0
+        """Writes refused by the filesystem (ENOSPC, short write): each made the spool full."""
         self.bytes = 0
-        directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock(directory / "lock")
-        self.state_file = StateFile(directory / "state")
+        self._pending_drops: list[tuple[str, Priority, int]] = []
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = _lock(directory / "lock")
+            self.state_file = StateFile(directory / "state")
+        except OSError as exc:
+            raise _unavailable(exc, f"cannot open {directory}") from None
         self.previous = self.state_file.load()
         self.state = SpoolState(**self.previous.__dict__) if self.previous else SpoolState()
-        self.queues = {p: self._scan(p) for p in Priority}
+        try:
+            self.queues = {p: self._scan(p) for p in Priority}
+        except OSError as exc:
+            raise _unavailable(exc, f"cannot read {directory}") from None
+        if on_drop is not None:
+            self._report_drops()
         self.bytes = sum(s.size for q in self.queues.values() for s in q.segments)
         self._next_index = 1 + max((s.index for q in self.queues.values() for s in q.segments), default=0)
         self._last_sync = clock()
+        self._space_checked = clock()
+        self._refresh_limit(force=True)
         self._save_cursors()
 
     # ---- identity and sequence ------------------------------------------------------
@@ -152,8 +182,10 @@ class Spool:
         The previous run continues (same id, next unused seq) after a clean stop or a crash
         on the same boot: frames it read but never sent or spooled are then sequence gaps
         the writer reports. After a reboot following a crash the state may be older than
-        the frames sent, so a new run id is used instead (no key can be reused).
+        the frames sent, so a new run id is used instead (no key can be reused). Drops found
+        while opening (damage) are reported to ``on_drop`` now, once it is set.
         """
+        self._report_drops()
         prev, now = self.previous, boot_id()
         if prev and prev.producer and (prev.clean or (now and prev.boot == now)):
             producer, seq, lost = prev.producer, prev.reserved, 0 if prev.clean else prev.reserved - prev.durable
@@ -165,35 +197,62 @@ class Spool:
             producer, seq, lost = fresh_producer, 1, 0
         self.state.producer, self.state.reserved, self.state.durable = producer, seq, seq
         self.state.boot, self.state.clean = now, False
-        self.state_file.store(self.state)
+        self._store_state()
         self.sync(force=True)
         return producer, seq, lost
+
+    def _report_drops(self) -> None:
+        for reason, priority, n in self._pending_drops:
+            self.on_drop(reason, priority, n)
+        self._pending_drops = []
 
     def save_seq(self, reserved: int, durable: int) -> None:
         """Record the sequence state: call before publishing new numbers, and after."""
         if (reserved, durable) != (self.state.reserved, self.state.durable):
             self.state.reserved, self.state.durable = reserved, durable
+            self._store_state()
+
+    def _store_state(self) -> None:
+        try:
             self.state_file.store(self.state)
+        except OSError as exc:
+            raise _unavailable(exc, "cannot write the state file") from None
 
     # ---- append ---------------------------------------------------------------------
     def append(self, priority: Priority, fields: Fields) -> Append:
         payload = pack_fields(fields)
-        record = _REC.pack(len(payload), zlib.crc32(payload)) + payload
-        need = len(record) + len(MAGIC)
+        need = HEADER.size + len(payload) + len(MAGIC)
         if need > self.max_bytes:
             self.on_drop("oversize", priority, 1)
             return Append.DROPPED
-        while self.bytes + need > self.max_bytes:
-            victim = self._victim(priority)
-            if victim is None:
-                if priority in _EVICTABLE:
-                    self.on_drop("spool_full", priority, 1)
-                    return Append.DROPPED
-                return Append.BLOCKED
-            reason = "spool_full" if _RANK[victim] <= _RANK[priority] else "evicted"
-            self._evict(victim, reason)
-        self._write(priority, record)
-        return Append.STORED
+        self._refresh_limit()
+        while True:
+            while self.bytes + need > self.limit:
+                victim = self._victim(priority)
+                if victim is None:
+                    if priority in _EVICTABLE:
+                        self.on_drop("spool_full", priority, 1)
+                        return Append.DROPPED
+                    return Append.BLOCKED
+                reason = "spool_full" if _RANK[victim] <= _RANK[priority] else "evicted"
+                self._evict(victim, reason)
+            if self._write(priority, payload):
+                return Append.STORED
+            # The filesystem is full before our limit (other files, block rounding): believe it.
+            self.full_writes += 1
+            self.limit = self.bytes
+
+    def _refresh_limit(self, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now - self._space_checked < SPACE_CHECK_S:
+            return
+        self._space_checked = now
+        try:
+            st = os.statvfs(self.dir)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        self.limit = max(0, min(self.max_bytes, self.bytes + free - RESERVE_BYTES))
 
     def _victim(self, priority: Priority) -> Priority | None:
         for p in _EVICTABLE:
@@ -210,29 +269,74 @@ class Spool:
             logger.warning("spool full: dropped %d %s frames (%s)", seg.live, priority.value, reason)
         self._save_cursors()
 
-    def _write(self, priority: Priority, record: bytes) -> None:
+    def _write(self, priority: Priority, payload: bytes) -> bool:
+        """Append one record; False (nothing written) when the filesystem has no room."""
         q = self.queues[priority]
+        record = pack_record(q.next_recno, payload)
         last = q.segments[-1] if q.segments else None
-        if last is None or (last.records and last.size + len(record) > self.segment_bytes):
+        if last is None or (last.records and last.size + len(record) > self.segment_bytes) or last.version != 2:
             last = self._new_segment(q)
-        if q.fd is None:
-            q.fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
-        os.write(q.fd, record)
-        last.size += len(record)
+            if last is None:
+                return False
+        try:
+            if q.fd is None:
+                q.fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                written = os.write(q.fd, record)
+            except OSError as exc:
+                if exc.errno not in FULL_ERRNOS:
+                    raise
+                written = 0
+            if written != len(record):
+                os.ftruncate(q.fd, last.size)  # back to the record's start: never a torn record mid-segment
+                if not last.records:
+                    self._delete_tail(q)
+                return False
+        except OSError as exc:
+            raise _unavailable(exc, f"cannot write {last.path}") from None
+        last.size += written
         last.records += 1
-        self.bytes += len(record)
+        self.bytes += written
+        q.next_recno += 1
         q.dirty = True
+        return True
 
-    def _new_segment(self, q: _Queue) -> _Segment:
+    def _new_segment(self, q: _Queue) -> _Segment | None:
         if q.fd is not None:
             os.close(q.fd)
+            q.fd = None
         seg = _Segment(self._next_index, q.path / f"{self._next_index:012d}.seg")
+        try:
+            fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                return None
+            raise _unavailable(exc, f"cannot create {seg.path}") from None
         self._next_index += 1
-        q.fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        os.write(q.fd, MAGIC)
+        try:
+            written = os.write(fd, MAGIC)
+        except OSError as exc:
+            if exc.errno not in FULL_ERRNOS:
+                os.close(fd)
+                raise _unavailable(exc, f"cannot write {seg.path}") from None
+            written = 0
+        if written != len(MAGIC):
+            os.close(fd)
+            seg.path.unlink(missing_ok=True)
+            return None
+        q.fd = fd
         q.segments.append(seg)
         self.bytes += len(MAGIC)
         return seg
+
+    def _delete_tail(self, q: _Queue) -> None:
+        """Remove a newest segment that holds no record (its first write found no room)."""
+        seg = q.segments.pop()
+        if q.fd is not None:
+            os.close(q.fd)
+            q.fd = None
+        seg.path.unlink(missing_ok=True)
+        self.bytes -= seg.size
 
     # ---- replay ---------------------------------------------------------------------
     @property
@@ -241,41 +345,61 @@ class Spool:
 
     @property
     def empty(self) -> bool:
-        return not any(q.segments for q in self.queues.values())
+        return not any(q.live for q in self.queues.values())
 
     def peek(self, limit: int) -> list[SpoolRecord]:
         """Up to ``limit`` of the oldest records of the highest non-empty priority, in order."""
         for p in Priority:
             q = self.queues[p]
             if q.live:
-                return self._read(p, q, limit)
+                try:
+                    return self._read(p, q, limit)
+                except OSError as exc:
+                    raise _unavailable(exc, f"cannot read {q.path}") from None
         return []
 
     def _read(self, priority: Priority, q: _Queue, limit: int) -> list[SpoolRecord]:
         out: list[SpoolRecord] = []
         for seg in q.segments:
-            with open(seg.path, "rb") as f:
-                f.seek(seg.start)
-                pos = seg.start
-                for _ in range(min(seg.live, limit - len(out))):
-                    length, _crc = _REC.unpack(f.read(_REC.size))
-                    payload = f.read(length)
-                    pos += _REC.size + length
-                    out.append(SpoolRecord(priority, unpack_fields(payload), seg.index, pos))
             if len(out) >= limit:
                 break
+            if not seg.live:
+                continue
+            data = seg.path.read_bytes()[: seg.size]
+            intact, damage = _walk(data, seg.start, seg.version, None)
+            frames = [r for r in intact if not r.filler]
+            if damage:  # damaged since it was written or scanned
+                self._repair(priority, seg, frames, damage)
+            for rec in frames[: min(seg.live, limit - len(out))]:
+                out.append(SpoolRecord(priority, unpack_fields(rec.payload), seg.index, rec.end))
         return out
+
+    def _repair(self, priority: Priority, seg: _Segment, frames: list[Record], damage: list[tuple[int, int]]) -> None:
+        """Damage met during a replay: the segment knows how many records it holds, so the loss
+        is exact; the damaged ranges are overwritten with fillers so they are counted once."""
+        for a, b in damage:
+            following = next((r.recno for r in frames if r.start >= b), None)
+            self._fill(seg, [(a, b)], following)
+        lost = seg.live - len(frames)
+        if lost > 0:
+            seg.records -= lost
+            self._corrupt(priority, lost, seg.path)
 
     def consume(self, records: list[SpoolRecord]) -> None:
         """Mark a prefix of ``peek()``'s records as published; delete finished segments."""
-        for rec in records:
-            q = self.queues[rec.priority]
-            seg = q.segments[0]
-            assert seg.index == rec.segment, "consume() takes a prefix of peek() in order"
-            seg.start, seg.consumed = rec.end, seg.consumed + 1
-            if not seg.live:
-                self._delete_head(q)
-        self._save_cursors()
+        try:
+            for rec in records:
+                q = self.queues[rec.priority]
+                while q.segments and q.segments[0].index != rec.segment and not q.segments[0].live:
+                    self._delete_head(q)
+                seg = q.segments[0]
+                assert seg.index == rec.segment, "consume() takes a prefix of peek() in order"
+                seg.start, seg.consumed = rec.end, seg.consumed + 1
+                if not seg.live:
+                    self._delete_head(q)
+            self._save_cursors()
+        except OSError as exc:
+            raise _unavailable(exc, "cannot delete a replayed segment") from None
 
     def _delete_head(self, q: _Queue) -> None:
         seg = q.segments.popleft()
@@ -292,7 +416,7 @@ class Spool:
             for p, q in self.queues.items()
             if q.segments
         }
-        self.state_file.store(self.state)
+        self._store_state()
 
     # ---- durability -----------------------------------------------------------------
     def sync(self, force: bool = False) -> None:
@@ -301,20 +425,29 @@ class Spool:
         if not force and now - self._last_sync < self.fsync_interval_s:
             return
         self._last_sync = now
-        for q in self.queues.values():
-            if q.dirty:
-                if q.fd is not None:
-                    os.fsync(q.fd)
-                _fsync_dir(q.path)
-                q.dirty = False
-        self.state_file.sync()
+        try:
+            for q in self.queues.values():
+                if q.dirty:
+                    if q.fd is not None:
+                        os.fsync(q.fd)
+                    _fsync_dir(q.path)
+                    q.dirty = False
+            self.state_file.sync()
+        except OSError as exc:
+            raise _unavailable(exc, "fsync failed") from None
 
     def close(self) -> None:
         """Record an orderly stop (all numbers accounted for), fsync, release the lock."""
         self.state.clean = self.state.reserved == self.state.durable
-        self.state_file.store(self.state)
-        self.sync(force=True)
-        for q in self.queues.values():
+        try:
+            self._store_state()
+            self.sync(force=True)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Close every file and the lock without writing (also after SpoolUnavailableError)."""
+        for q in self.queues.values() if hasattr(self, "queues") else ():
             if q.fd is not None:
                 os.close(q.fd)
                 q.fd = None
@@ -323,49 +456,141 @@ class Spool:
 
     # ---- open: scan and repair ------------------------------------------------------
     def _scan(self, priority: Priority) -> _Queue:
+        """Load one queue's segments; resynchronise past damage and count what it cost."""
         q = _Queue(self.dir / priority.value)
         q.path.mkdir(exist_ok=True)
         cursor = self.state.cursors.get(priority.value)
+        walked: list[tuple[_Segment, bytes, list[Record], list[tuple[int, int]]]] = []
+        prev: int | None = None
         for path in sorted(q.path.glob("*.seg")):
             index = int(path.stem)
             if cursor and index < cursor[0]:
                 path.unlink()  # published before the stop, not yet deleted
                 continue
-            seg = self._scan_segment(index, path, cursor[1] if cursor and index == cursor[0] else 0)
-            if seg is not None and seg.live:
+            data = path.read_bytes()
+            version = 1 if data.startswith(MAGIC_V1) else 2
+            if not data.startswith((MAGIC, MAGIC_V1)):
+                self.torn_bytes += min(len(data), len(MAGIC))
+                logger.warning("spool: %s has a damaged header; reading its records anyway", path)
+            seg = _Segment(index, path, version, size=len(data))
+            intact, damage = _walk(data, len(MAGIC), version, prev)
+            start = cursor[1] if cursor and index == cursor[0] else 0
+            for rec in intact:
+                prev = rec.recno if rec.recno is not None else prev
+                if rec.filler:
+                    seg.start = rec.end if rec.end <= start else seg.start
+                    continue
+                seg.records += 1
+                if rec.end <= start:
+                    seg.start, seg.consumed = rec.end, seg.records
+            walked.append((seg, data, intact, [d for d in damage if d[0] >= start]))
+        self._account(priority, walked)
+        for seg, _, _, _ in walked:
+            if seg.live:
                 q.segments.append(seg)
             else:
-                path.unlink(missing_ok=True)
+                seg.path.unlink(missing_ok=True)
+        q.next_recno = 0 if prev is None else prev + 1
         return q
 
-    def _scan_segment(self, index: int, path: Path, start: int) -> _Segment | None:
-        data = path.read_bytes()
-        if data[: len(MAGIC)] != MAGIC:
-            self._torn(path, len(data), 0)
-            return None
-        seg = _Segment(index, path)
-        pos = len(MAGIC)
-        while pos < len(data):
-            if pos + _REC.size > len(data):
-                break
-            length, crc = _REC.unpack_from(data, pos)
-            end = pos + _REC.size + length
-            if length > MAX_RECORD or end > len(data) or zlib.crc32(data[pos + _REC.size : end]) != crc:
-                break
-            seg.records += 1
-            if end <= start:
-                seg.start, seg.consumed = end, seg.records
-            pos = end
-        if pos < len(data):
-            self._torn(path, len(data) - pos, pos)
-        seg.size = pos
-        return seg
+    def _account(
+        self, priority: Priority, walked: list[tuple[_Segment, bytes, list[Record], list[tuple[int, int]]]]
+    ) -> None:
+        """Count the records lost in each damaged range by the recno gap around it; fill the ranges.
 
-    def _torn(self, path: Path, lost: int, keep: int) -> None:
-        self.torn_bytes += lost
-        logger.warning("spool: %s has a torn or corrupt tail: %d bytes after offset %d skipped", path, lost, keep)
-        if keep:
-            os.truncate(path, keep)
+        A damaged range at the end of the newest segment is a torn tail (a crash mid-write): cut off.
+        """
+        events = _events(walked)
+        prev: int | None = None
+        pending: list[tuple[_Segment, int, int]] = []
+        for seg, item in events:
+            if isinstance(item, Record):
+                if pending:
+                    gap = item.recno - prev - 1 if item.recno is not None and prev is not None else 0
+                    self._lost_at_open(priority, pending, max(gap, len(pending)), item.recno)
+                    pending = []
+                prev = item.recno if item.recno is not None else prev
+            else:
+                pending.append((seg, *item))
+        if pending:
+            seg, a, b = pending[-1]
+            if seg is walked[-1][0] and b == seg.size:
+                pending.pop()
+                self.torn_bytes += b - a
+                seg.size = a
+                logger.warning("spool: %s has a torn tail: %d bytes after offset %d cut off", seg.path, b - a, a)
+                _truncate(seg.path, a)
+            if pending:
+                self._lost_at_open(priority, pending, len(pending), None)
+
+    def _lost_at_open(
+        self, priority: Priority, ranges: list[tuple[_Segment, int, int]], n: int, nxt: int | None
+    ) -> None:
+        for seg, a, b in ranges:
+            self._fill(seg, [(a, b)], nxt)
+        # Records of a damaged range are not in seg.records (only intact ones are): nothing to subtract.
+        self.corrupt_records += n
+        self._pending_drops.append(("corrupt", priority, n))
+        logger.error(
+            "spool: %d %s frames lost to damage in %s", n, priority.value, ", ".join(str(s.path) for s, _, _ in ranges)
+        )
+
+    def _fill(self, seg: _Segment, damage: list[tuple[int, int]], next_recno: int | None) -> None:
+        """Overwrite damaged ranges with filler records (in place: no space needed) so they are counted once."""
+        if seg.version != 2 or next_recno is None:
+            return
+        try:
+            fd = os.open(seg.path, os.O_WRONLY)
+        except OSError:
+            return  # read-only: the range is skipped again (and counted again) next time
+        try:
+            for a, b in damage:
+                rec = filler(b - a, max(next_recno - 1, 0))
+                if rec is not None:
+                    os.pwrite(fd, rec, a)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _corrupt(self, priority: Priority, n: int, path: Path) -> None:
+        self.corrupt_records += n
+        self.on_drop("corrupt", priority, n)
+        logger.error("spool: %d %s frames lost to damage in %s", n, priority.value, path)
+
+
+def _walk(data: bytes, pos: int, version: int, prev: int | None) -> tuple[list[Record], list[tuple[int, int]]]:
+    """Intact records from ``pos`` on, and the damaged ranges skipped by resynchronising."""
+    intact: list[Record] = []
+    damage: list[tuple[int, int]] = []
+    while pos < len(data):
+        rec = record_at(data, pos, version)
+        if rec is None:
+            rec = resync(data, pos, version, prev)
+            damage.append((pos, rec.start if rec else len(data)))
+            if rec is None:
+                break
+        intact.append(rec)
+        prev = rec.recno if rec.recno is not None else prev
+        pos = rec.end
+    return intact, damage
+
+
+def _events(
+    walked: list[tuple[_Segment, bytes, list[Record], list[tuple[int, int]]]],
+) -> Iterator[tuple[_Segment, Record | tuple[int, int]]]:
+    for seg, _, intact, damage in walked:
+        items: list[tuple[int, Record | tuple[int, int]]] = [(r.start, r) for r in intact]
+        items += [(d[0], d) for d in damage]
+        for _, item in sorted(items, key=lambda x: x[0]):
+            yield seg, item
+
+
+def _truncate(path: Path, size: int) -> None:
+    try:
+        os.truncate(path, size)
+    except OSError as exc:
+        logger.warning("spool: cannot cut the torn tail of %s: %s", path, exc)
 
 
 def _lock(path: Path) -> int:
@@ -389,7 +614,10 @@ def _fsync_dir(path: Path) -> None:
 def open_spool(
     directory: Path | None, name: str, max_mb: float, segment_kb: int, fsync_interval_s: float
 ) -> Spool | None:
-    """The spool of producer ``name`` under ``directory`` (None when no directory is set)."""
+    """The spool of producer ``name`` under ``directory`` (None when no directory is set).
+
+    Raises SpoolUnavailableError when the directory cannot be written (read-only filesystem).
+    """
     if directory is None:
         return None
     folder = directory / re.sub(r"[^A-Za-z0-9_.@-]", "_", name)
