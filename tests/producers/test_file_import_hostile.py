@@ -93,14 +93,21 @@ def test_an_over_long_line_is_one_bad_row_in_bounded_memory(tmp_path: Path) -> N
 def test_the_same_files_imported_twice_give_the_same_frames(tmp_path: Path) -> None:
     csv_path, jsonl_path = tmp_path / "run.csv", tmp_path / "run.jsonl"
     csv_path.write_text("Time (s),Engine Speed (RPM)\n0.0,1200\n0.5,1300\n")
-    jsonl_path.write_text('{"device":"d","observed_at":"2026-11-23T10:00:00Z","channels":{"a":1}}\n')
+    jsonl_path.write_text(
+        '{"device":"d","observed_at":"2026-11-23T10:00:00Z","channels":{"a":1}}\n'
+        '{"device":"d","channels":{"a":2}}\n'  # no time in the file: a bad row, never the import time
+    )
     redis = fakeredis.FakeRedis()
-    mapping = ColumnMapping(start_time=START)
+    options = {
+        csv_path: ImportOptions(namespace="ns", mapping=ColumnMapping(start_time=START)),
+        jsonl_path: ImportOptions(namespace="ns"),
+    }
     for _ in range(2):
         for path in (csv_path, jsonl_path):
-            run_import(redis, path, ImportOptions(namespace="ns", mapping=mapping))
+            run_import(redis, path, options[path])
             os.utime(path, (1e9, 1e9))  # a copied file gets a new mtime: it must not matter
     frames, _ = bulk(redis)
+    assert len(frames) == 6
     first, second = frames[:3], frames[3:]
     assert [(f.key, f.observed_at, f.channels) for f in first] == [(f.key, f.observed_at, f.channels) for f in second]
 
