@@ -4,8 +4,10 @@ The loop opens the source (reconnecting with backoff and a circuit breaker), rea
 parse errors, counts errors, validates ranges, stamps and publishes frames pipelined, and stops
 cleanly when ``stop`` is set (SIGTERM): what was read is published (or spooled) before it returns.
 With a spool (common.spool), frames go to disk while the Redis breaker is open or Redis refuses
-writes, and are replayed in order, keys unchanged, once it heals; reading never waits for Redis
-unless the spool is full of critical/high frames. Without a spool, reading waits until Redis
+writes, and are replayed in order, keys unchanged, once it heals (the replay always runs before
+new frames are appended); reading never waits for Redis unless the spool is full of critical/high
+frames. A spool whose filesystem refuses writes (read-only) is dropped with an error log and
+``spool_available`` false: the loop goes on without it. Without a spool, reading waits until Redis
 takes the frames. It does not parse device bytes (sources do) and builds no Redis names.
 
 Rejected input never ends the loop: a ParseError is counted by kind; one that carries the raw
@@ -17,6 +19,7 @@ logged with its line number (rate-limited). A frame the writer would refuse (com
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -29,7 +32,7 @@ from redis.exceptions import RedisError
 
 from common.backoff import Backoff
 from common.breaker import Breaker, BreakerState
-from common.errors import DecodeError, ParseError, SourceUnavailableError
+from common.errors import DecodeError, ParseError, SourceUnavailableError, SpoolUnavailableError
 from common.publish import REJECTION_PRIORITY, Publisher
 from common.schema import Frame, Rejection, encode, validate_frame
 from common.spool import Append, Spool
@@ -93,6 +96,11 @@ class ProducerStats:
     spool_bytes: int = 0
     spool_torn_bytes: int = 0
     """Bytes of torn or corrupt spool tail skipped at start."""
+    spool_available: bool = True
+    """False when a spool is configured but its filesystem refuses writes (read-only, I/O error):
+    the producer then runs without one (reading waits for Redis)."""
+    spool_full_writes: int = 0
+    """Spool writes the filesystem refused for lack of space (ENOSPC, short write)."""
     read_blocked: bool = False
     """Reading paused: Redis is down and the spool is full of critical/high frames."""
     redis_breaker: BreakerState = BreakerState.CLOSED
@@ -175,7 +183,10 @@ class _Loop:
 
     def run(self, stop_grace: float) -> ProducerStats:
         if self.spool is not None:
-            self._resume(self.spool)
+            try:
+                self._resume(self.spool)
+            except SpoolUnavailableError as exc:
+                self._spool_failed(exc)
         try:
             while not self.stop.is_set():
                 if not self.publisher.has_pending and (self.stats.connected or self._open()):
@@ -278,13 +289,21 @@ class _Loop:
         if self.spool is None:
             self._send_blocking(self.stop, None)
             return
-        if self.publisher.has_pending and self.spool.empty and self.redis_breaker.allow():
+        try:
+            self._deliver_spooled(self.spool)
+        except SpoolUnavailableError as exc:
+            self._spool_failed(exc)
+
+    def _deliver_spooled(self, spool: Spool) -> None:
+        # Replay first: the spool holds older frames, and on a full disk (a restart after an
+        # outage) new frames only fit once the old ones are out.
+        self._replay(spool, time.monotonic() + self.read_timeout)
+        if self.publisher.has_pending and spool.empty and self.redis_breaker.allow():
             self._send_direct()
         if self.publisher.has_pending:
-            self._spool_pending(self.spool)
-        self._replay(self.spool, time.monotonic() + self.read_timeout)
+            self._spool_pending(spool)
         self._checkpoint()
-        self.spool.sync()
+        spool.sync()
         if self.publisher.has_pending:  # blocked: wait for Redis rather than spin
             self.stop.wait(max(0.05, min(self.redis_breaker.retry_in(), self.read_timeout)))
 
@@ -332,6 +351,15 @@ class _Loop:
             if time.monotonic() > deadline:
                 return
 
+    def _spool_failed(self, exc: SpoolUnavailableError) -> None:
+        """The spool's filesystem refuses writes (read-only after an SD-card error): go on without it."""
+        logger.error("%s; running WITHOUT a spool: reading now waits while Redis is down", exc)
+        self.stats.spool_available = False
+        spool, self.spool = self.spool, None
+        if spool is not None:
+            with contextlib.suppress(OSError):
+                spool.release()
+
     def _redis_failed(self, exc: RedisError) -> None:
         self.stats.redis_errors += 1
         was_open = self.redis_breaker.opened
@@ -346,7 +374,10 @@ class _Loop:
         if self.spool is not None:
             pending = self.publisher.pending
             durable = min(f.seq for f in pending) if pending else self.publisher.next_seq
-            self.spool.save_seq(self.publisher.next_seq, durable)
+            try:
+                self.spool.save_seq(self.publisher.next_seq, durable)
+            except SpoolUnavailableError as exc:
+                self._spool_failed(exc)
 
     def _resume(self, spool: Spool) -> None:
         spool.on_drop = lambda reason, priority, n: self.stats.dropped.update({(reason, priority.value): n})
@@ -369,14 +400,19 @@ class _Loop:
         if self.spool is not None:
             self.stats.spool_records = self.spool.records
             self.stats.spool_bytes = self.spool.bytes
+            self.stats.spool_full_writes = self.spool.full_writes
 
     def _finish(self, deadline: float) -> None:
         self.source.close()
         self.stats.connected = False
+        if self.spool is not None:
+            try:
+                self._drain(self.spool, deadline)
+            except SpoolUnavailableError as exc:
+                self._spool_failed(exc)
         if self.spool is None:
             self._send_blocking(threading.Event(), deadline)
         else:
-            self._drain(self.spool, deadline)
             for frame in self.publisher.pending:
                 self.stats.dropped[("unsent_at_exit", frame.priority.value)] += 1
         if not self.publisher.has_pending:
@@ -391,16 +427,20 @@ class _Loop:
             self.publisher.pending = []  # counted above: the state may call every number accounted for
             self._checkpoint()
             self._export()
-            self.spool.close()
+        if self.spool is not None:
+            try:
+                self.spool.close()
+            except SpoolUnavailableError as exc:
+                logger.error("%s: the spool's state may be stale at the next start", exc)
 
     def _drain(self, spool: Spool, deadline: float) -> None:
         """At exit: publish what was read and spooled until done or ``deadline``; the rest stays spooled."""
         while True:
+            self._replay(spool, deadline)
             if self.publisher.has_pending and spool.empty and self.redis_breaker.allow():
                 self._send_direct()
             if self.publisher.has_pending:
                 self._spool_pending(spool)
-            self._replay(spool, deadline)
             left = deadline - time.monotonic()
             if (spool.empty and not self.publisher.has_pending) or left <= 0:
                 return

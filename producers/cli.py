@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 from common.breaker import Breaker
-from common.errors import ConfigError, TelemetryError
+from common.errors import ConfigError, SpoolUnavailableError, TelemetryError
 from common.http import PRODUCER_PORT, serve
 from common.process import settings_or_none, stop_on_signals
 from common.publish import check_producer_name, new_producer_id
@@ -74,14 +74,18 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
     source = SOURCES[source_name](settings)
     publisher = MeteredPublisher(connect_redis(settings.redis), settings.redis.names, new_producer_id(name))
     ps = settings.producer
-    spool = open_spool(ps.spool_dir, name, ps.spool_max_mb, ps.spool_segment_kb, ps.spool_fsync_interval_s)
+    stats = ProducerStats()
+    try:
+        spool = open_spool(ps.spool_dir, name, ps.spool_max_mb, ps.spool_segment_kb, ps.spool_fsync_interval_s)
+    except SpoolUnavailableError as exc:
+        logger.error("%s; running WITHOUT a spool: reading waits while Redis is down", exc)
+        spool, stats.spool_available = None, False
     if spool is not None and getattr(source, "offset_file", False) is None:
         source.offset_file = spool.dir / "jsonl.offset"  # type: ignore[attr-defined]
     device, redis = (
         Breaker(link, ps.breaker_failures, ps.breaker_open_s, ps.breaker_successes) for link in ("device", "redis")
     )
     logger.info("producer %s starting (source %s)", name, source_name)
-    stats = ProducerStats()
     holders = {"device": SimpleNamespace(breaker=device), "redis": SimpleNamespace(breaker=redis)}
     telemetry = ProducerTelemetry(source_name, stats, publisher, breakers_of(**holders))
     server = serve(settings.http, PRODUCER_PORT, telemetry.endpoints())

@@ -146,6 +146,18 @@ class ProducerTelemetry:
             ("producer_spool_bytes", "Bytes of the on-disk spool.", "spool_bytes", gauge),
             ("producer_spool_torn_bytes", "Torn spool tail skipped at start.", "spool_torn_bytes", gauge),
             (
+                "producer_spool_available",
+                "0 when the spool's filesystem refuses writes (read-only): running without spool.",
+                "spool_available",
+                gauge,
+            ),
+            (
+                "producer_spool_full_writes",
+                "Spool writes refused by a full filesystem (ENOSPC, short write).",
+                "spool_full_writes",
+                counter,
+            ),
+            (
                 "producer_read_blocked",
                 "1 while reading waits: Redis down, spool full of critical/high.",
                 "read_blocked",
