@@ -130,6 +130,11 @@ class ProducerTelemetry:
             ("producer_outages", "Times a connected device was lost.", s.outages),
             ("producer_open_failures", "Failed attempts to open the device.", s.open_failures),
             ("producer_redis_errors", "Failed publishes to Redis (retried).", s.redis_errors),
+            (
+                "producer_rejections_sent",
+                "Rejected input (a bad line or row) sent as a rejection entry for the writer to dead-letter.",
+                s.rejections_sent,
+            ),
         ):
             fam = counter(name, doc, ["source"])
             fam.add_metric([src], value)
