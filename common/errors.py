@@ -55,6 +55,12 @@ class ParseError(TelemetryError):
         """Length of the whole rejected input in bytes (``raw`` may hold only its start)."""
 
 
+def unexpected(exc: Exception, what: str) -> ParseError:
+    """A ParseError of kind ``internal`` for an exception no parser foresaw (a bug, an odd value):
+    it costs the one input it came from, never the producer."""
+    return ParseError(f"{what}: unexpected {type(exc).__name__}: {str(exc)[:200]}", "internal")
+
+
 class DecodeError(TelemetryError):
     """A stream entry cannot be turned into a Frame; it goes to the dead-letter stream."""
 
