@@ -35,7 +35,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -456,26 +456,41 @@ class Spool:
 
     # ---- open: scan and repair ------------------------------------------------------
     def _scan(self, priority: Priority) -> _Queue:
-        """Load one queue's segments; resynchronise past damage and count what it cost."""
+        """Load one queue's segments (one in memory at a time); resynchronise past damage and count
+        the records each damaged range cost by the recno gap around it. A damaged range at the end
+        of the newest segment is a torn tail (a crash mid-write): cut off, not counted as frames."""
         q = _Queue(self.dir / priority.value)
         q.path.mkdir(exist_ok=True)
         cursor = self.state.cursors.get(priority.value)
-        walked: list[tuple[_Segment, bytes, list[Record], list[tuple[int, int]]]] = []
+        paths = [p for p in sorted(q.path.glob("*.seg")) if not (cursor and int(p.stem) < cursor[0])]
+        for path in set(q.path.glob("*.seg")) - set(paths):
+            path.unlink()  # published before the stop, not yet deleted
         prev: int | None = None
-        for path in sorted(q.path.glob("*.seg")):
+        pending: list[tuple[_Segment, int, int]] = []
+        segments: list[_Segment] = []
+        for path in paths:
             index = int(path.stem)
-            if cursor and index < cursor[0]:
-                path.unlink()  # published before the stop, not yet deleted
-                continue
             data = path.read_bytes()
             version = 1 if data.startswith(MAGIC_V1) else 2
             if not data.startswith((MAGIC, MAGIC_V1)):
                 self.torn_bytes += min(len(data), len(MAGIC))
                 logger.warning("spool: %s has a damaged header; reading its records anyway", path)
             seg = _Segment(index, path, version, size=len(data))
+            segments.append(seg)
             intact, damage = _walk(data, len(MAGIC), version, prev)
             start = cursor[1] if cursor and index == cursor[0] else 0
-            for rec in intact:
+            damage = [d for d in damage if d[0] >= start]  # damage in what was published does not matter
+            events: list[tuple[int, Record | None, tuple[int, int] | None]] = [(r.start, r, None) for r in intact]
+            events += [(d[0], None, d) for d in damage]
+            for _, rec, dmg in sorted(events, key=lambda e: e[0]):
+                if dmg is not None:
+                    pending.append((seg, *dmg))
+                    continue
+                assert rec is not None
+                if pending:
+                    gap = rec.recno - prev - 1 if rec.recno is not None and prev is not None else 0
+                    self._lost_at_open(priority, pending, max(gap, len(pending)), rec.recno)
+                    pending = []
                 prev = rec.recno if rec.recno is not None else prev
                 if rec.filler:
                     seg.start = rec.end if rec.end <= start else seg.start
@@ -483,38 +498,9 @@ class Spool:
                 seg.records += 1
                 if rec.end <= start:
                     seg.start, seg.consumed = rec.end, seg.records
-            walked.append((seg, data, intact, [d for d in damage if d[0] >= start]))
-        self._account(priority, walked)
-        for seg, _, _, _ in walked:
-            if seg.live:
-                q.segments.append(seg)
-            else:
-                seg.path.unlink(missing_ok=True)
-        q.next_recno = 0 if prev is None else prev + 1
-        return q
-
-    def _account(
-        self, priority: Priority, walked: list[tuple[_Segment, bytes, list[Record], list[tuple[int, int]]]]
-    ) -> None:
-        """Count the records lost in each damaged range by the recno gap around it; fill the ranges.
-
-        A damaged range at the end of the newest segment is a torn tail (a crash mid-write): cut off.
-        """
-        events = _events(walked)
-        prev: int | None = None
-        pending: list[tuple[_Segment, int, int]] = []
-        for seg, item in events:
-            if isinstance(item, Record):
-                if pending:
-                    gap = item.recno - prev - 1 if item.recno is not None and prev is not None else 0
-                    self._lost_at_open(priority, pending, max(gap, len(pending)), item.recno)
-                    pending = []
-                prev = item.recno if item.recno is not None else prev
-            else:
-                pending.append((seg, *item))
         if pending:
             seg, a, b = pending[-1]
-            if seg is walked[-1][0] and b == seg.size:
+            if seg is segments[-1] and b == seg.size:
                 pending.pop()
                 self.torn_bytes += b - a
                 seg.size = a
@@ -522,6 +508,13 @@ class Spool:
                 _truncate(seg.path, a)
             if pending:
                 self._lost_at_open(priority, pending, len(pending), None)
+        for seg in segments:
+            if seg.live:
+                q.segments.append(seg)
+            else:
+                seg.path.unlink(missing_ok=True)
+        q.next_recno = 0 if prev is None else prev + 1
+        return q
 
     def _lost_at_open(
         self, priority: Priority, ranges: list[tuple[_Segment, int, int]], n: int, nxt: int | None
@@ -574,16 +567,6 @@ def _walk(data: bytes, pos: int, version: int, prev: int | None) -> tuple[list[R
         prev = rec.recno if rec.recno is not None else prev
         pos = rec.end
     return intact, damage
-
-
-def _events(
-    walked: list[tuple[_Segment, bytes, list[Record], list[tuple[int, int]]]],
-) -> Iterator[tuple[_Segment, Record | tuple[int, int]]]:
-    for seg, _, intact, damage in walked:
-        items: list[tuple[int, Record | tuple[int, int]]] = [(r.start, r) for r in intact]
-        items += [(d[0], d) for d in damage]
-        for _, item in sorted(items, key=lambda x: x[0]):
-            yield seg, item
 
 
 def _truncate(path: Path, size: int) -> None:

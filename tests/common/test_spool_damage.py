@@ -133,3 +133,21 @@ def test_a_damaged_segment_header_loses_no_record(tmp_path: Path) -> None:
     s = open_spool(tmp_path, drops)
     assert len(drain(s)) == 100 and drops == {}
     s.close()
+
+
+def test_segments_of_the_first_format_are_still_replayed(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    from common.spool_records import MAGIC_V1, pack_fields
+
+    folder = tmp_path / "high"
+    folder.mkdir()
+    payloads = [pack_fields(entry(i)) for i in (1, 2, 3)]
+    records = b"".join(struct.pack("<II", len(p), zlib.crc32(p)) + p for p in payloads)
+    (folder / "000000000001.seg").write_bytes(MAGIC_V1 + records)
+    drops: Counter[tuple[str, str]] = Counter()
+    s = open_spool(tmp_path, drops)
+    s.append(P.HIGH, entry(4))  # new records go to a segment of the current format
+    assert drain(s) == [1, 2, 3, 4] and drops == {}
+    s.close()
