@@ -3,7 +3,7 @@
 The loop opens the source (reconnecting with backoff and a circuit breaker), reads frames and
 parse errors, counts errors, validates ranges, stamps and publishes frames pipelined, and stops
 cleanly when ``stop`` is set (SIGTERM): what was read is published (or spooled) before it returns.
-With a spool (common.spool), frames go to disk while the Redis breaker is open or Redis refuses
+With a spool (producers.spool), frames go to disk while the Redis breaker is open or Redis refuses
 writes, and are replayed in order, keys unchanged, once it heals (the replay always runs before
 new frames are appended); reading never waits for Redis unless the spool is full of critical/high
 frames. A spool whose filesystem refuses writes (read-only) is dropped with an error log and
@@ -35,7 +35,7 @@ from common.breaker import Breaker, BreakerState
 from common.errors import DecodeError, ParseError, SourceUnavailableError, SpoolUnavailableError
 from common.publish import REJECTION_PRIORITY, Publisher
 from common.schema import Frame, Rejection, encode, validate_frame
-from common.spool import Append, Spool
+from producers.spool import Append, Spool
 from producers.validate import RangeValidator
 
 logger = logging.getLogger(__name__)

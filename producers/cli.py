@@ -23,9 +23,9 @@ from common.publish import check_producer_name, new_producer_id
 from common.redis_client import connect_redis
 from common.schema import Priority
 from common.settings import Settings
-from common.spool import open_spool
 from producers.base import ProducerStats, Source, run_producer
 from producers.metrics import MeteredPublisher, ProducerTelemetry, breakers_of
+from producers.spool import open_spool
 from producers.validate import RangeValidator
 
 logger = logging.getLogger(__name__)

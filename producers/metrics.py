@@ -169,7 +169,7 @@ class ProducerTelemetry:
                 gauge,
             ),
         ):
-            extra = getattr(s, attr, None)  # spool fields (common.spool); absent without one
+            extra = getattr(s, attr, None)  # spool fields (producers.spool); absent without one
             if extra is not None:
                 spool_fam: Metric = make(name, doc, ["source"])
                 spool_fam.add_metric([src], float(extra))  # type: ignore[attr-defined]

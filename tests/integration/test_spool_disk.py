@@ -29,10 +29,10 @@ from common.breaker import Breaker
 from common.publish import Publisher
 from common.schema import Priority
 from common.settings import Settings
-from common.spool import Spool
 from producers.base import ProducerStats, run_producer
 from producers.cli import produce
 from producers.simulate import SimulateSource
+from producers.spool import Spool
 from producers.validate import RangeValidator
 from tests.conftest import settings_for, unavailable
 from tests.helpers import pg_query, running_writer, wait_for

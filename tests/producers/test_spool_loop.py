@@ -11,10 +11,10 @@ from common.breaker import Breaker, BreakerState
 from common.publish import Publisher
 from common.schema import Priority
 from common.settings import DEFAULT_RANGES
-from common.spool import Spool
 from common.streams import StreamNames
 from producers.base import ProducerStats, run_producer
 from producers.simulate import SimulateSource
+from producers.spool import Spool
 from producers.validate import RangeValidator
 from tests.helpers import wait_for
 

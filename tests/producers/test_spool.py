@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import common.spool as spool_mod
+import producers.spool.store as spool_mod
 from common.errors import ConfigError
 from common.schema import Priority
-from common.spool import Append, Spool, pack_fields, unpack_fields
+from producers.spool import Append, Spool, pack_fields, unpack_fields
 
 P = Priority
 
@@ -136,7 +136,7 @@ _CRASH = """
 import os, signal, sys
 from pathlib import Path
 from common.schema import Priority
-from common.spool import Spool
+from producers.spool import Spool
 s = Spool(Path(sys.argv[1]), 1 << 20, 4096, fsync_interval_s=60)
 s.resume("sim/a")
 for i in range(1, 101):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from common.schema import Priority
-from common.spool import Spool
-from common.spool_records import HEADER, MAGIC
+from producers.spool import Spool
+from producers.spool.records import HEADER, MAGIC
 
 P = Priority
 
@@ -139,7 +139,7 @@ def test_segments_of_the_first_format_are_still_replayed(tmp_path: Path) -> None
     import struct
     import zlib
 
-    from common.spool_records import MAGIC_V1, pack_fields
+    from producers.spool.records import MAGIC_V1, pack_fields
 
     folder = tmp_path / "high"
     folder.mkdir()

@@ -3,8 +3,8 @@
 Layout of a spool directory (one per producer name)::
 
     lock                 flock'd while a producer uses the spool (a second one fails)
-    state                identity, sequence reservation, replay cursors (common.spool_state)
-    <priority>/<n>.seg   append-only segments (format: common.spool_records)
+    state                identity, sequence reservation, replay cursors (producers.spool.state)
+    <priority>/<n>.seg   append-only segments (format: producers.spool.records)
 
 The payload is the entry's fields exactly as XADD sends them, so a replay keeps every
 idempotency key. Records are written with ``write()`` at once (kill -9 loses nothing that
@@ -34,29 +34,24 @@ import logging
 import os
 import re
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
 from common.errors import ConfigError, SpoolUnavailableError
 from common.schema import Priority
-from common.spool_records import (
+from producers.spool.records import (
     HEADER,
     MAGIC,
-    MAGIC_V1,
     Fields,
     Record,
-    filler,
     pack_fields,
     pack_record,
-    record_at,
-    resync,
     unpack_fields,
 )
-from common.spool_state import SpoolState, StateFile, boot_id
+from producers.spool.scan import Queue, Segment, fill, scan_queue, walk
+from producers.spool.state import SpoolState, StateFile, boot_id
 
 __all__ = ["Append", "DropHook", "Fields", "Spool", "SpoolRecord", "open_spool", "pack_fields", "unpack_fields"]
 
@@ -86,37 +81,6 @@ class SpoolRecord(NamedTuple):
     fields: dict[bytes, bytes]
     segment: int
     end: int
-
-
-@dataclass
-class _Segment:
-    index: int
-    path: Path
-    version: int = 2
-    size: int = len(MAGIC)
-    records: int = 0
-    """Intact frame records (fillers excluded)."""
-    start: int = len(MAGIC)
-    """Replay position: bytes before it were published."""
-    consumed: int = 0
-    """Records before ``start``."""
-
-    @property
-    def live(self) -> int:
-        return self.records - self.consumed
-
-
-@dataclass
-class _Queue:
-    path: Path
-    segments: deque[_Segment] = field(default_factory=deque)
-    fd: int | None = None
-    dirty: bool = False
-    next_recno: int = 0
-
-    @property
-    def live(self) -> int:
-        return sum(s.live for s in self.segments)
 
 
 def _unavailable(exc: OSError, what: str) -> SpoolUnavailableError:
@@ -301,11 +265,11 @@ class Spool:
         q.dirty = True
         return True
 
-    def _new_segment(self, q: _Queue) -> _Segment | None:
+    def _new_segment(self, q: Queue) -> Segment | None:
         if q.fd is not None:
             os.close(q.fd)
             q.fd = None
-        seg = _Segment(self._next_index, q.path / f"{self._next_index:012d}.seg")
+        seg = Segment(self._next_index, q.path / f"{self._next_index:012d}.seg")
         try:
             fd = os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         except OSError as exc:
@@ -329,7 +293,7 @@ class Spool:
         self.bytes += len(MAGIC)
         return seg
 
-    def _delete_tail(self, q: _Queue) -> None:
+    def _delete_tail(self, q: Queue) -> None:
         """Remove a newest segment that holds no record (its first write found no room)."""
         seg = q.segments.pop()
         if q.fd is not None:
@@ -358,7 +322,7 @@ class Spool:
                     raise _unavailable(exc, f"cannot read {q.path}") from None
         return []
 
-    def _read(self, priority: Priority, q: _Queue, limit: int) -> list[SpoolRecord]:
+    def _read(self, priority: Priority, q: Queue, limit: int) -> list[SpoolRecord]:
         out: list[SpoolRecord] = []
         for seg in q.segments:
             if len(out) >= limit:
@@ -366,7 +330,7 @@ class Spool:
             if not seg.live:
                 continue
             data = seg.path.read_bytes()[: seg.size]
-            intact, damage = _walk(data, seg.start, seg.version, None)
+            intact, damage = walk(data, seg.start, seg.version, None)
             frames = [r for r in intact if not r.filler]
             if damage:  # damaged since it was written or scanned
                 self._repair(priority, seg, frames, damage)
@@ -374,12 +338,12 @@ class Spool:
                 out.append(SpoolRecord(priority, unpack_fields(rec.payload), seg.index, rec.end))
         return out
 
-    def _repair(self, priority: Priority, seg: _Segment, frames: list[Record], damage: list[tuple[int, int]]) -> None:
+    def _repair(self, priority: Priority, seg: Segment, frames: list[Record], damage: list[tuple[int, int]]) -> None:
         """Damage met during a replay: the segment knows how many records it holds, so the loss
         is exact; the damaged ranges are overwritten with fillers so they are counted once."""
         for a, b in damage:
             following = next((r.recno for r in frames if r.start >= b), None)
-            self._fill(seg, [(a, b)], following)
+            fill(seg, [(a, b)], following)
         lost = seg.live - len(frames)
         if lost > 0:
             seg.records -= lost
@@ -401,7 +365,7 @@ class Spool:
         except OSError as exc:
             raise _unavailable(exc, "cannot delete a replayed segment") from None
 
-    def _delete_head(self, q: _Queue) -> None:
+    def _delete_head(self, q: Queue) -> None:
         seg = q.segments.popleft()
         if not q.segments and q.fd is not None:
             os.close(q.fd)
@@ -455,125 +419,20 @@ class Spool:
         os.close(self._lock_fd)
 
     # ---- open: scan and repair ------------------------------------------------------
-    def _scan(self, priority: Priority) -> _Queue:
-        """Load one queue's segments (one in memory at a time); resynchronise past damage and count
-        the records each damaged range cost by the recno gap around it. A damaged range at the end
-        of the newest segment is a torn tail (a crash mid-write): cut off, not counted as frames."""
-        q = _Queue(self.dir / priority.value)
-        q.path.mkdir(exist_ok=True)
-        cursor = self.state.cursors.get(priority.value)
-        paths = [p for p in sorted(q.path.glob("*.seg")) if not (cursor and int(p.stem) < cursor[0])]
-        for path in set(q.path.glob("*.seg")) - set(paths):
-            path.unlink()  # published before the stop, not yet deleted
-        prev: int | None = None
-        pending: list[tuple[_Segment, int, int]] = []
-        segments: list[_Segment] = []
-        for path in paths:
-            index = int(path.stem)
-            data = path.read_bytes()
-            version = 1 if data.startswith(MAGIC_V1) else 2
-            if not data.startswith((MAGIC, MAGIC_V1)):
-                self.torn_bytes += min(len(data), len(MAGIC))
-                logger.warning("spool: %s has a damaged header; reading its records anyway", path)
-            seg = _Segment(index, path, version, size=len(data))
-            segments.append(seg)
-            intact, damage = _walk(data, len(MAGIC), version, prev)
-            start = cursor[1] if cursor and index == cursor[0] else 0
-            damage = [d for d in damage if d[0] >= start]  # damage in what was published does not matter
-            events: list[tuple[int, Record | None, tuple[int, int] | None]] = [(r.start, r, None) for r in intact]
-            events += [(d[0], None, d) for d in damage]
-            for _, rec, dmg in sorted(events, key=lambda e: e[0]):
-                if dmg is not None:
-                    pending.append((seg, *dmg))
-                    continue
-                assert rec is not None
-                if pending:
-                    gap = rec.recno - prev - 1 if rec.recno is not None and prev is not None else 0
-                    self._lost_at_open(priority, pending, max(gap, len(pending)), rec.recno)
-                    pending = []
-                prev = rec.recno if rec.recno is not None else prev
-                if rec.filler:
-                    seg.start = rec.end if rec.end <= start else seg.start
-                    continue
-                seg.records += 1
-                if rec.end <= start:
-                    seg.start, seg.consumed = rec.end, seg.records
-        if pending:
-            seg, a, b = pending[-1]
-            if seg is segments[-1] and b == seg.size:
-                pending.pop()
-                self.torn_bytes += b - a
-                seg.size = a
-                logger.warning("spool: %s has a torn tail: %d bytes after offset %d cut off", seg.path, b - a, a)
-                _truncate(seg.path, a)
-            if pending:
-                self._lost_at_open(priority, pending, len(pending), None)
-        for seg in segments:
-            if seg.live:
-                q.segments.append(seg)
-            else:
-                seg.path.unlink(missing_ok=True)
-        q.next_recno = 0 if prev is None else prev + 1
-        return q
-
-    def _lost_at_open(
-        self, priority: Priority, ranges: list[tuple[_Segment, int, int]], n: int, nxt: int | None
-    ) -> None:
-        for seg, a, b in ranges:
-            self._fill(seg, [(a, b)], nxt)
-        # Records of a damaged range are not in seg.records (only intact ones are): nothing to subtract.
-        self.corrupt_records += n
-        self._pending_drops.append(("corrupt", priority, n))
-        logger.error(
-            "spool: %d %s frames lost to damage in %s", n, priority.value, ", ".join(str(s.path) for s, _, _ in ranges)
-        )
-
-    def _fill(self, seg: _Segment, damage: list[tuple[int, int]], next_recno: int | None) -> None:
-        """Overwrite damaged ranges with filler records (in place: no space needed) so they are counted once."""
-        if seg.version != 2 or next_recno is None:
-            return
-        try:
-            fd = os.open(seg.path, os.O_WRONLY)
-        except OSError:
-            return  # read-only: the range is skipped again (and counted again) next time
-        try:
-            for a, b in damage:
-                rec = filler(b - a, max(next_recno - 1, 0))
-                if rec is not None:
-                    os.pwrite(fd, rec, a)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+    def _scan(self, priority: Priority) -> Queue:
+        """Load one queue (producers.spool.scan); losses found are reported to ``on_drop`` once it is set."""
+        result = scan_queue(self.dir / priority.value, self.state.cursors.get(priority.value))
+        self.torn_bytes += result.torn_bytes
+        for n, paths in result.losses:
+            self.corrupt_records += n
+            self._pending_drops.append(("corrupt", priority, n))
+            logger.error("spool: %d %s frames lost to damage in %s", n, priority.value, ", ".join(map(str, paths)))
+        return result.queue
 
     def _corrupt(self, priority: Priority, n: int, path: Path) -> None:
         self.corrupt_records += n
         self.on_drop("corrupt", priority, n)
         logger.error("spool: %d %s frames lost to damage in %s", n, priority.value, path)
-
-
-def _walk(data: bytes, pos: int, version: int, prev: int | None) -> tuple[list[Record], list[tuple[int, int]]]:
-    """Intact records from ``pos`` on, and the damaged ranges skipped by resynchronising."""
-    intact: list[Record] = []
-    damage: list[tuple[int, int]] = []
-    while pos < len(data):
-        rec = record_at(data, pos, version)
-        if rec is None:
-            rec = resync(data, pos, version, prev)
-            damage.append((pos, rec.start if rec else len(data)))
-            if rec is None:
-                break
-        intact.append(rec)
-        prev = rec.recno if rec.recno is not None else prev
-        pos = rec.end
-    return intact, damage
-
-
-def _truncate(path: Path, size: int) -> None:
-    try:
-        os.truncate(path, size)
-    except OSError as exc:
-        logger.warning("spool: cannot cut the torn tail of %s: %s", path, exc)
 
 
 def _lock(path: Path) -> int:
