@@ -197,3 +197,16 @@ def test_the_position_is_saved_after_close(tmp_path: Path) -> None:
     source.close()
     source.commit()  # what the run loop does after draining at exit
     assert orjson.loads(offsets.read_bytes())["offset"] == path.stat().st_size
+
+
+@pytest.mark.parametrize(
+    "variable", ["TELEMETRY_GPS_NMEA__DEVICE", "TELEMETRY_OBD__DEVICE", "TELEMETRY_PRODUCER__SESSION"]
+)
+def test_names_the_writer_would_refuse_are_refused_at_start(variable: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
+    env.update(
+        {variable: "n" * 201, "TELEMETRY_HTTP__ENABLED": "false", "TELEMETRY_REDIS__URL": "redis://127.0.0.1:1/0"}
+    )
+    cmd = [sys.executable, "-m", "producers.cli", "simulate"]
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and variable in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
