@@ -58,7 +58,8 @@ def test_outage_spools_without_blocking_reads_then_replays_in_order(tmp_path: Pa
     # replaying 3,000 frames can take longer than the default 0.5 s used elsewhere here.
     thread, _stop, stats, _ = start(redis, Spool(tmp_path, 1 << 24, 1 << 16, 0.05), 3000, stop_grace=30)
     wait_for(lambda: stats.frames_spooled >= 2000, 20, what="frames spooled while Redis is down")
-    assert stats.redis_breaker is BreakerState.OPEN and stats.frames_published == 0
+    # Open, or half-open when the export came open_s after the last failed probe (a loaded machine).
+    assert stats.redis_breaker is not BreakerState.CLOSED and stats.frames_published == 0
     server.connected = True
     thread.join(30)
     assert not thread.is_alive()
