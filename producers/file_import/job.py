@@ -22,7 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 from common.backoff import Backoff
 from common.errors import ConfigError, DecodeError, ParseError
 from common.publish import Publisher
-from common.schema import MAX_RAW_LEN, Frame, Priority, Rejection, validate_frame
+from common.schema import MAX_NAME_LEN, MAX_RAW_LEN, Frame, Priority, Rejection, validate_frame
 from common.settings import RangeSpec
 from common.streams import StreamNames
 from producers.file_import.mapping import ColumnMapping, Plan, plan, sniff_delimiter
@@ -222,6 +222,7 @@ def run_import(
     stats = ImportStats(path.stat().st_size, content_id(path, options.mapping))
     publisher = Publisher(redis, names, stats.producer)
     validator = RangeValidator(options.ranges)
+    device = (options.mapping.device or path.stem)[:MAX_NAME_LEN]  # a bad row's device, as far as it is known
     pacer = _Pacer(redis, names, options, stats, progress)
     for item in iter_items(path, options.mapping, stats):
         if isinstance(item, Frame):
@@ -232,7 +233,7 @@ def run_import(
                 stats.bad.append((item.line or _line_of(item), str(item)))
             raw = item.raw or b""
             publisher.reject(
-                Rejection("file_import", "", item.kind, str(item), raw, item.size, str(path), item.line or 0)
+                Rejection("file_import", device, item.kind, str(item), raw, item.size, str(path), item.line or 0)
             )
         if len(publisher.pending) + len(publisher.rejections) >= options.chunk_rows:
             stats.frames += _send(publisher)
