@@ -174,7 +174,7 @@ class JsonlSource:
         """Byte offset this run started reading at (0 unless resumed)."""
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
-        """(st_dev, st_ino) of a regular file whose offset is persisted."""
+        """(st_dev, st_ino) of the regular file being read."""
         self._pos = 0
         """Offset of the next byte to read from the file."""
         self._buf = bytearray()
@@ -193,9 +193,20 @@ class JsonlSource:
         except OSError as exc:
             raise SourceUnavailableError(f"cannot open {self.path!r}: {exc.strerror}") from None
         st = os.fstat(self._fd)
-        if self.offset_file is not None and stat.S_ISREG(st.st_mode) and self._identity is None:
-            self._identity = (st.st_dev, st.st_ino)
-            self._resume(st.st_size)
+        if not stat.S_ISREG(st.st_mode):
+            return
+        identity = (st.st_dev, st.st_ino)
+        if self._identity is None:
+            self._identity = identity
+            if self.offset_file is not None:
+                self._resume(st.st_size)
+        elif identity == self._identity and st.st_size >= self._pos:
+            os.lseek(self._fd, self._pos, os.SEEK_SET)  # reopened after an error: go on where it was
+        else:
+            logger.warning("jsonl: %s was replaced while being read: reading the new file from the start", self.path)
+            self._identity, self._pos, self.lineno = identity, 0, 0
+            self._buf.clear()
+            self._skip_size, self._skip_head, self._saved = -1, b"", None
 
     def _resume(self, size: int) -> None:
         assert self._fd is not None and self.offset_file is not None and self._identity is not None

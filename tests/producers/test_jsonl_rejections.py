@@ -210,3 +210,19 @@ def test_names_the_writer_would_refuse_are_refused_at_start(variable: str) -> No
     cmd = [sys.executable, "-m", "producers.cli", "simulate"]
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and variable in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_reopened_file_goes_on_where_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(good(i) for i in range(3)) + b"\n")
+    source = JsonlSource(str(path))
+    first = source.read(0.05)
+    source.close()  # what the run loop does when a read fails (SourceUnavailableError)
+    with path.open("ab") as fh:
+        fh.write(good(3) + b"\n")
+    rest: list[Frame | ParseError] = []
+    while not source.exhausted:
+        rest.extend(source.read(0.05))
+    source.close()
+    values = [i.channels[0].value for i in [*first, *rest] if isinstance(i, Frame)]
+    assert values == [0.0, 1.0, 2.0, 3.0] and source.lineno == 4
