@@ -151,3 +151,35 @@ def test_segments_of_the_first_format_are_still_replayed(tmp_path: Path) -> None
     s.append(P.HIGH, entry(4))  # new records go to a segment of the current format
     assert drain(s) == [1, 2, 3, 4] and drops == {}
     s.close()
+
+
+def test_a_short_write_is_cut_back_and_counted_as_full_never_a_torn_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import producers.spool.store as store
+
+    real_write, calls = os.write, [0]
+
+    def short_write(fd: int, data: bytes) -> int:
+        calls[0] += 1
+        if calls[0] == 40:  # the filesystem took only part of one record (a full disk)
+            return real_write(fd, data[: len(data) // 2])
+        return real_write(fd, data)
+
+    drops: Counter[tuple[str, str]] = Counter()
+    s = open_spool(tmp_path, drops)
+    monkeypatch.setattr(store.os, "write", short_write)
+    results = [s.append(P.NORMAL, entry(i)) for i in range(1, 101)]
+    monkeypatch.undo()
+    assert s.full_writes == 1
+    kept = s.records
+    s.close()
+    again: Counter[tuple[str, str]] = Counter()
+    s = open_spool(tmp_path, again)
+    got = drain(s)
+    assert s.torn_bytes == 0 and again == {}  # nothing torn was left mid-segment
+    assert len(got) == kept == 100 - sum(drops.values()) and got == sorted(got)
+    assert results.count(store.Append.STORED) == 100 and set(drops) == {("spool_full", "normal")}
+    s.close()
