@@ -2,7 +2,8 @@
 
 The only producer-side Redis write. Never trims (``XADD MAXLEN`` would delete entries no
 writer has read). A failed send keeps the stamped frames, so a retry re-sends the same
-idempotency keys; the writer deduplicates them.
+idempotency keys; the writer deduplicates them. Rejection entries (``reject``) travel in the
+same pipeline, to the bulk stream, for the writer to dead-letter (they carry no sequence number).
 """
 
 from __future__ import annotations
@@ -15,8 +16,28 @@ from dataclasses import replace
 from redis import Redis
 from redis.exceptions import RedisError
 
-from common.schema import Frame, Priority, encode
+from common.errors import ConfigError
+from common.schema import MAX_NAME_LEN, Frame, Priority, Rejection, encode, encode_rejection
 from common.streams import StreamNames
+
+RUN_ID_RESERVE = 32
+"""Characters of a producer id taken by ``/<run>`` (``/`` + 11 hex ms + ``-`` + 16 hex, rounded up)."""
+
+MAX_PRODUCER_NAME = MAX_NAME_LEN - RUN_ID_RESERVE
+"""Longest producer name: the id ``<name>/<run>`` must fit the writer's MAX_NAME_LEN."""
+
+REJECTION_PRIORITY = Priority.BULK
+"""Stream rejection entries go to: never urgent, and the one stream every producer user may write."""
+
+
+def check_producer_name(name: str, setting: str = "TELEMETRY_PRODUCER__NAME") -> str:
+    """``name`` if it can make producer ids the writer accepts; ConfigError (one line) otherwise."""
+    if not name or len(name) > MAX_PRODUCER_NAME or "\x00" in name:
+        raise ConfigError(
+            f"{setting}: a producer name must be 1-{MAX_PRODUCER_NAME} characters without NUL "
+            f"(got {len(name)}): the writer refuses longer producer ids"
+        )
+    return name
 
 
 def new_producer_id(name: str) -> str:
@@ -35,7 +56,18 @@ class Publisher:
         self.producer_id = producer_id
         self.next_seq = 1
         self.pending: list[Frame] = []
+        self.rejections: list[dict[str, str | bytes]] = []
+        """Encoded rejection entries not yet sent."""
         self.published = 0
+        self.rejections_sent = 0
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.pending or self.rejections)
+
+    def reject(self, rejection: Rejection) -> None:
+        """Queue a rejection entry for ``send`` (the writer dead-letters it)."""
+        self.rejections.append(encode_rejection(rejection, self.producer_id))
 
     def stamp(self, frames: Sequence[Frame]) -> None:
         """Give each frame the next sequence number and queue it for ``send``."""
@@ -44,21 +76,26 @@ class Publisher:
             self.next_seq += 1
 
     def send(self) -> int:
-        """XADD every pending frame in one pipeline; return how many were sent.
+        """XADD every pending frame and rejection in one pipeline; return how many frames were sent.
 
-        Frames Redis accepted leave ``pending``; the rest stay (in order) and the first error
-        is raised, so a retry or the spool re-sends only what Redis refused (OOM, NOPERM).
+        Entries Redis accepted leave ``pending``/``rejections``; the rest stay (in order) and the
+        first error is raised, so a retry or the spool re-sends only what Redis refused (OOM, NOPERM).
         """
-        if not self.pending:
+        if not self.has_pending:
             return 0
         pipe = self.redis.pipeline(transaction=False)
         for frame in self.pending:
             pipe.xadd(self.names.stream(frame.priority), encode(frame))  # type: ignore[arg-type]
+        for fields in self.rejections:
+            pipe.xadd(self.names.stream(REJECTION_PRIORITY), fields)  # type: ignore[arg-type]
         results = pipe.execute(raise_on_error=False)
-        failed = [f for f, r in zip(self.pending, results, strict=True) if isinstance(r, Exception)]
+        n = len(self.pending)
+        failed = [f for f, r in zip(self.pending, results[:n], strict=True) if isinstance(r, Exception)]
+        kept = [f for f, r in zip(self.rejections, results[n:], strict=True) if isinstance(r, Exception)]
         sent = len(self.pending) - len(failed)
         self.published += sent
-        self.pending = failed
+        self.rejections_sent += len(self.rejections) - len(kept)
+        self.pending, self.rejections = failed, kept
         for r in results:
             if isinstance(r, Exception):
                 raise r

@@ -15,19 +15,26 @@ A frame travels as one Redis stream entry whose fields stay readable in ``redis-
 
 ``(prod, seq)`` is the idempotency key. ``encode`` and ``decode`` are pure and are the only
 code that knows this layout. The stream key (not the entry) carries the priority.
+
+A *rejection entry* (``encode_rejection``) carries input a producer refused (a bad jsonl line,
+an import row) to the writer, which dead-letters it as is: producers may only XADD to the
+priority streams, not to the dead-letter stream. Its fields: ``rej`` "1" (the marker; no ``v``),
+``src``, ``dev``, ``prod``, ``kind``, ``reason``, ``file``, ``line``, ``size`` and ``raw`` (the
+first MAX_RAW_LEN bytes of the input). ``validate_frame`` applies decode's limits to a Frame,
+so a producer accepts exactly what the writer accepts.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
 import orjson
 
-from common.errors import DecodeError
+from common.errors import DecodeError, RejectedInputError
 
 SCHEMA_VERSION = "1"
 
@@ -52,6 +59,15 @@ MAX_TEXT_LEN = 65_536
 MAX_CHANNELS = 10_000
 """Default for ``decode(max_channels=...)``: most channels in one frame (the writer's MAX_CHANNELS)."""
 
+MAX_UNIT_LEN = 32
+"""Longest unit accepted (characters)."""
+
+MAX_RAW_LEN = 4096
+"""Bytes of rejected input kept in a rejection entry (the rest is counted in ``size``)."""
+
+REJECTION_MARK = b"rej"
+"""Field that marks a rejection entry (common.schema.encode_rejection)."""
+
 
 class Priority(StrEnum):
     """Stream priority, in strict order: the writer always drains a higher one first."""
@@ -71,6 +87,7 @@ class Quality(StrEnum):
 
 
 _QUALITY_OF = {q.value: q for q in Quality}
+_ZERO = timedelta(0)
 _SOURCES = frozenset(SOURCES)
 
 Value = float | str | None
@@ -134,6 +151,112 @@ def encode(frame: Frame) -> dict[str, str | bytes]:
     return fields
 
 
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Input a producer refused, on its way to the dead-letter stream (via the writer)."""
+
+    source: str
+    device: str
+    kind: str
+    reason: str
+    raw: bytes
+    size: int
+    file: str = ""
+    line: int = 0
+
+
+def encode_rejection(rejection: Rejection, producer: str) -> dict[str, str | bytes]:
+    """Rejection -> stream entry fields (see the module docstring). Pure."""
+    fields: dict[str, str | bytes] = {
+        "rej": "1",
+        "src": rejection.source,
+        "dev": rejection.device[:MAX_NAME_LEN],
+        "prod": producer,
+        "kind": rejection.kind[:64],
+        "reason": rejection.reason[:1000],
+        "size": str(rejection.size),
+        "raw": rejection.raw[:MAX_RAW_LEN],
+    }
+    if rejection.file:
+        fields["file"] = rejection.file[:1000]
+    if rejection.line:
+        fields["line"] = str(rejection.line)
+    return fields
+
+
+def validate_frame(frame: Frame) -> None:
+    """Raise DecodeError if the writer's ``decode`` would refuse ``frame`` once encoded. Pure.
+
+    Checks what a source can get wrong (producer and seq are the publisher's): source,
+    names (length, NUL), text values (length, NUL, lone surrogates), units, qualities,
+    duplicate channels, non-finite numbers, UTC timestamps. Written for the hot path.
+    """
+    if frame.source not in _SOURCES:
+        raise DecodeError(f"unknown source {frame.source[:40]!r}")
+    _check_name("dev", frame.device)
+    if frame.session is not None:
+        _check_name("sess", frame.session)
+    for name, ts in (("obs", frame.observed_at), ("rcv", frame.received_at)):
+        if ts.tzinfo is not UTC and ts.utcoffset() != _ZERO:
+            raise DecodeError(f"field {name!r} is not UTC: {str(ts)[:40]!r}")
+    channels = frame.channels
+    if not channels:
+        raise DecodeError("channels must be a non-empty JSON array")
+    for c in channels:
+        name, value, unit = c[0], c[1], c[2]
+        if type(name) is not str or not 0 < len(name) <= MAX_NAME_LEN:
+            raise DecodeError(f"channel name must be a 1-{MAX_NAME_LEN} character string")
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):  # type: ignore[arg-type]
+                raise DecodeError(f"channel {name[:40]!r} has non-finite value {value!r}")
+        elif kind is str:
+            if len(value) > MAX_TEXT_LEN:  # type: ignore[arg-type]
+                raise DecodeError(f"channel {name[:40]!r}: text value longer than {MAX_TEXT_LEN}")
+            _check_text(value, True, "", name)  # type: ignore[arg-type]
+        elif kind is int:
+            pass
+        elif value is not None:
+            raise DecodeError(f"channel {name[:40]!r}: value must be a number, string or null")
+        if type(unit) is not str or len(unit) > MAX_UNIT_LEN:
+            raise DecodeError(f"channel {name[:40]!r}: unit must be a string of at most {MAX_UNIT_LEN} characters")
+        if type(c[3]) is not Quality:
+            raise DecodeError(f"channel {name[:40]!r}: unknown quality {str(c[3])[:20]!r}")
+        _check_text(name, True, "channel name")
+        if unit:
+            _check_text(unit, True, " unit", name)
+    if len(channels) > 1 and len({c[0] for c in channels}) != len(channels):
+        seen: set[str] = set()
+        dup = next(c[0] for c in channels if c[0] in seen or seen.add(c[0]))  # type: ignore[func-returns-value]
+        raise DecodeError(f"duplicate channel {dup[:40]!r}")
+
+
+def _check_name(field_name: str, text: str) -> None:
+    if type(text) is not str or not text or len(text) > MAX_NAME_LEN:
+        raise DecodeError(f"field {field_name!r} must be 1-{MAX_NAME_LEN} characters")
+    _check_text(text, False, f"field {field_name!r}")
+
+
+def _check_text(text: str, in_json: bool, what: str, channel: str | None = None) -> None:
+    """Refuse NUL (and, inside channels, an escaped NUL) and lone surrogates.
+
+    ``what`` names the text, after ``channel <name>`` when ``channel`` is given (formatted only on error).
+    """
+    # decode() looks for an escaped NUL in the raw channel JSON, so inside channels the
+    # six characters backslash-u0000 (escaped again by JSON) are refused too.
+    problem = None
+    if "\x00" in text or (in_json and "\\u0000" in text):
+        problem = "contains a NUL character"
+    elif not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            problem = "is not valid UTF-8 (lone surrogate)"
+    if problem is not None:
+        label = what if channel is None else f"channel {channel[:40]!r}{what}"
+        raise DecodeError(f"{label} {problem}")
+
+
 def _iso(ts: datetime) -> str:
     if ts.tzinfo is None or ts.utcoffset() != timedelta(0):
         raise ValueError(f"timestamp {ts!r} is not UTC")
@@ -153,6 +276,8 @@ def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max
     try:
         version = fields[b"v"]
     except KeyError:
+        if REJECTION_MARK in fields:
+            raise RejectedInputError(_rejection_reason(fields)) from None
         raise DecodeError("missing field 'v' (not a frame entry)") from None
     if version != b"1":
         raise DecodeError(f"unsupported schema version {version[:20]!r}")
@@ -176,6 +301,14 @@ def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max
     if seq < 1:
         raise DecodeError(f"seq must be >= 1, got {seq}")
     return Frame(src, dev, obs, rcv, mono, _channels(raw_ch, max_channels), sess, prod, seq, priority)
+
+
+def _rejection_reason(fields: dict[bytes, bytes]) -> str:
+    def get(name: bytes) -> str:
+        return fields.get(name, b"").decode(errors="replace")[:500]
+
+    where = f"{get(b'file')}:{get(b'line')}" if b"file" in fields else f"line {get(b'line') or '?'}"
+    return f"rejected by {get(b'prod')} ({get(b'src')}, {where}): {get(b'kind')}: {get(b'reason')}"
 
 
 _FIELD_NAMES = frozenset([b"v", b"src", b"dev", b"prod", b"seq", b"obs", b"rcv", b"mono", b"sess", b"ch"])

@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from common.errors import ConfigError
+from common.schema import MAX_NAME_LEN
 from common.streams import DEFAULT_NAMESPACE, StreamNames
 
 ENV_PREFIX = "TELEMETRY_"
@@ -229,7 +230,7 @@ class ProducerSettings(Section):
     """Longest one read of the device may block (bounds the reaction to SIGTERM)."""
     reconnect_max_s: float = Field(default=10.0, gt=0)
     """Cap of the reconnect backoff for devices and Redis."""
-    session: str | None = None
+    session: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LEN)
     """Optional session label put on every frame (e.g. a dyno run)."""
     ranges: dict[str, RangeSpec] = Field(default_factory=lambda: dict(DEFAULT_RANGES))
     """Sensor-range table as JSON: {"rpm": {"unit": "rpm", "min": 0, "max": 20000, ...}}."""
@@ -271,6 +272,9 @@ class JsonlSettings(Section):
     """File or FIFO to read; ``-`` is stdin."""
     follow: bool = False
     """Keep reading at end of file (a FIFO is reopened when its writer closes)."""
+    offset_file: Path | None = None
+    """Where the read position in a regular file is kept, so a restart resumes instead of re-sending;
+    default ``jsonl.offset`` in the producer's spool folder. Unset and no spool = read from the start."""
 
 
 class GpsNmeaSettings(Section):
@@ -278,7 +282,7 @@ class GpsNmeaSettings(Section):
     """Any pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://..., loop://"""
     baudrate: int = 4800
     """Serial speed (ignored by socket:// and pty URLs); u-blox at 10 Hz needs 115200."""
-    device: str | None = None
+    device: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LEN)
     """Device name; default the last part of ``url`` (``gps0`` for /dev/gps0)."""
     strict_checksum: bool = False
     """Reject sentences without a ``*hh`` checksum (counted as ``checksum``); default accepts them."""
@@ -308,7 +312,7 @@ class ObdSettings(Section):
     """Any pyserial URL: /dev/ttyUSB0, socket://host:port (then set BAUDRATE), rfc2217://..."""
     baudrate: int | None = None
     """Adapter baud rate; None = python-OBD's auto-detection (serial ports only)."""
-    device: str | None = None
+    device: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LEN)
     """Device name; default the last part of ``url`` (``obd0`` for /dev/obd0)."""
     pids: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_OBD_PIDS))
     """python-OBD command name -> query interval in seconds (0 = every round). GET_DTC goes out critical."""
@@ -362,7 +366,7 @@ class AfrSerialSettings(Section):
     """pyserial URL of the Innovate MTS serial port (/dev/ttyUSB0, socket://host:port, ...)."""
     baudrate: int = 19200
     """MTS runs at 19200 baud, 8N1."""
-    device: str | None = None
+    device: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LEN)
     """Device name of the whole daisy chain; default ``mts-<port name>``."""
     lambda_names: list[str] = Field(default_factory=list)
     """Names of the lambda/AFR channels in packet order (farthest device first, the one nearest

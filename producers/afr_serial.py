@@ -28,7 +28,7 @@ from datetime import datetime
 import serial
 
 from common.clock import Clock, SystemClock
-from common.errors import ParseError, SourceUnavailableError
+from common.errors import ParseError, SourceUnavailableError, unexpected
 from common.schema import Channel, Frame, Quality
 from common.settings import AfrSerialSettings, MtsAuxSettings, Settings
 
@@ -258,6 +258,8 @@ def decode(
         return to_frame(channels, settings, device, received_at, monotonic_ns)
     except ParseError as exc:
         return exc
+    except Exception as exc:  # one packet must never end the producer (issue 12)
+        return unexpected(exc, f"packet {item[:16].hex()}")
 
 
 class AfrSerialSource:

@@ -16,16 +16,16 @@ from collections.abc import Callable
 from types import SimpleNamespace
 
 from common.breaker import Breaker
-from common.errors import ConfigError, TelemetryError
+from common.errors import ConfigError, SpoolUnavailableError, TelemetryError
 from common.http import PRODUCER_PORT, serve
 from common.process import settings_or_none, stop_on_signals
-from common.publish import new_producer_id
+from common.publish import check_producer_name, new_producer_id
 from common.redis_client import connect_redis
 from common.schema import Priority
 from common.settings import Settings
-from common.spool import open_spool
 from producers.base import ProducerStats, Source, run_producer
 from producers.metrics import MeteredPublisher, ProducerTelemetry, breakers_of
+from producers.spool import open_spool
 from producers.validate import RangeValidator
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _simulate(s: Settings) -> Source:
 def _jsonl(s: Settings) -> Source:
     from producers.jsonl import JsonlSource
 
-    return JsonlSource(s.jsonl.path, s.jsonl.follow)
+    return JsonlSource(s.jsonl.path, s.jsonl.follow, offset_file=s.jsonl.offset_file)
 
 
 def _lazy(module: str) -> Callable[[Settings], Source]:
@@ -70,16 +70,22 @@ SOURCES: dict[str, Callable[[Settings], Source]] = {
 
 def produce(source_name: str, settings: Settings, stop: threading.Event) -> ProducerStats:
     """Run one producer until ``stop``; the body of ``telemetry-produce``."""
+    name = check_producer_name(settings.producer.name or f"{source_name}@{socket.gethostname()}")
     source = SOURCES[source_name](settings)
-    name = settings.producer.name or f"{source_name}@{socket.gethostname()}"
     publisher = MeteredPublisher(connect_redis(settings.redis), settings.redis.names, new_producer_id(name))
     ps = settings.producer
-    spool = open_spool(ps.spool_dir, name, ps.spool_max_mb, ps.spool_segment_kb, ps.spool_fsync_interval_s)
+    stats = ProducerStats()
+    try:
+        spool = open_spool(ps.spool_dir, name, ps.spool_max_mb, ps.spool_segment_kb, ps.spool_fsync_interval_s)
+    except SpoolUnavailableError as exc:
+        logger.error("%s; running WITHOUT a spool: reading waits while Redis is down", exc)
+        spool, stats.spool_available = None, False
+    if spool is not None and getattr(source, "offset_file", False) is None:
+        source.offset_file = spool.dir / "jsonl.offset"  # type: ignore[attr-defined]
     device, redis = (
         Breaker(link, ps.breaker_failures, ps.breaker_open_s, ps.breaker_successes) for link in ("device", "redis")
     )
     logger.info("producer %s starting (source %s)", name, source_name)
-    stats = ProducerStats()
     holders = {"device": SimpleNamespace(breaker=device), "redis": SimpleNamespace(breaker=redis)}
     telemetry = ProducerTelemetry(source_name, stats, publisher, breakers_of(**holders))
     server = serve(settings.http, PRODUCER_PORT, telemetry.endpoints())

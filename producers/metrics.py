@@ -130,6 +130,11 @@ class ProducerTelemetry:
             ("producer_outages", "Times a connected device was lost.", s.outages),
             ("producer_open_failures", "Failed attempts to open the device.", s.open_failures),
             ("producer_redis_errors", "Failed publishes to Redis (retried).", s.redis_errors),
+            (
+                "producer_rejections_sent",
+                "Rejected input (a bad line or row) sent as a rejection entry for the writer to dead-letter.",
+                s.rejections_sent,
+            ),
         ):
             fam = counter(name, doc, ["source"])
             fam.add_metric([src], value)
@@ -146,13 +151,25 @@ class ProducerTelemetry:
             ("producer_spool_bytes", "Bytes of the on-disk spool.", "spool_bytes", gauge),
             ("producer_spool_torn_bytes", "Torn spool tail skipped at start.", "spool_torn_bytes", gauge),
             (
+                "producer_spool_available",
+                "0 when the spool's filesystem refuses writes (read-only): running without spool.",
+                "spool_available",
+                gauge,
+            ),
+            (
+                "producer_spool_full_writes",
+                "Spool writes refused by a full filesystem (ENOSPC, short write).",
+                "spool_full_writes",
+                counter,
+            ),
+            (
                 "producer_read_blocked",
                 "1 while reading waits: Redis down, spool full of critical/high.",
                 "read_blocked",
                 gauge,
             ),
         ):
-            extra = getattr(s, attr, None)  # spool fields (common.spool); absent without one
+            extra = getattr(s, attr, None)  # spool fields (producers.spool); absent without one
             if extra is not None:
                 spool_fam: Metric = make(name, doc, ["source"])
                 spool_fam.add_metric([src], float(extra))  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from typing import Any
 import obd
 
 from common.clock import Clock, SystemClock
-from common.errors import ConfigError, ParseError, SourceUnavailableError
+from common.errors import ConfigError, ParseError, SourceUnavailableError, unexpected
 from common.schema import Channel, Frame, Priority, Quality
 from common.settings import Settings
 
@@ -253,6 +253,9 @@ class ObdSource:
                 channels = self._channels(command, response.value)
             except ParseError as exc:
                 errors.append(exc)
+                continue
+            except Exception as exc:  # one response must never end the producer (issue 12)
+                errors.append(unexpected(exc, f"{command} response {str(response.value)[:60]!r}"))
                 continue
             (dtcs if command in DTC_COMMANDS else values).extend(channels)
         received = self.clock.now()

@@ -19,7 +19,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from common.errors import ParseError
+from common.errors import ParseError, unexpected
 from common.schema import Channel, Frame, Quality
 from producers.dyno_udp import wire
 
@@ -108,7 +108,10 @@ class JetDriveDecoder:
     # ---- input -------------------------------------------------------------------------------------
     def feed(self, data: bytes, addr: Address, now: datetime, mono_ns: int) -> list[ParseError]:
         """Decode one datagram received from ``addr`` at ``now``; return the problems found."""
-        messages, tail_error = wire.split_datagram(data)
+        try:
+            messages, tail_error = wire.split_datagram(data)
+        except Exception as exc:  # one datagram must never end the producer (issue 12)
+            return [unexpected(exc, f"datagram of {len(data)} bytes")]
         errors = [tail_error] if tail_error else []
         now_ms = mono_ns // 1_000_000
         for msg in messages:
@@ -116,6 +119,8 @@ class JetDriveDecoder:
                 errors.extend(self._message(msg, addr, now, mono_ns, now_ms))
             except ParseError as exc:
                 errors.append(exc)
+            except Exception as exc:
+                errors.append(unexpected(exc, f"key 0x{msg.key:02x} from host 0x{msg.host:04x}"))
         return errors
 
     def _message(self, msg: wire.Message, addr: Address, now: datetime, mono_ns: int, now_ms: int) -> list[ParseError]:

@@ -8,12 +8,18 @@
 * Idempotent: the producer id is ``file_import/<sha256 of file bytes + mapping>`` and seq counts good
   rows from 1, so importing the same file with the same mapping again yields the same
   ``(producer, seq)`` keys and the writer drops them as duplicates. A different mapping is a new import.
+  Every observed time comes from the file and the mapping, never the import time or the file's mtime
+  (elapsed times need ``start_time``; JSONL rows need ``observed_at`` or ``start_time``), so the frames
+  behind those keys are the same too.
 * Pacing: after each chunk the job waits while the writer group's lag on the bulk stream exceeds
   ``max_backlog`` (and holds ``max_rows_per_s`` if set); live data never queues behind a file
   because the writer drains higher priorities first. The job waits (up to its rq timeout) if no
   writer runs at all.
 * Progress (rows, bytes, percent, rows/s, bad rows) is in ``job.meta``; bad rows never stop the import
-  and are reported with their line numbers (the first ``bad_rows_kept``, plus a count).
+  and are reported with their line numbers (the first ``bad_rows_kept``, plus a count) and dead-lettered:
+  each is a rejection entry (common.schema) on the bulk stream with its raw bytes, file and line, which
+  the writer moves to the dead-letter stream. Lines are read in bounded chunks: a line over
+  MAX_ROW_BYTES is one bad row, whatever its length; a quoted CSV field cannot span lines.
 * Timestamps older than the writer's partitions (retention) need ``telemetry-admin partitions create``.
 
 Column mappings and the recognised exports: see ``producers.file_import.mapping``. JSONL lines use

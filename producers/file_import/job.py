@@ -13,20 +13,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from common.backoff import Backoff
-from common.errors import ConfigError, ParseError
+from common.errors import ConfigError, DecodeError, ParseError
 from common.publish import Publisher
-from common.schema import Frame, Priority
+from common.schema import MAX_NAME_LEN, MAX_RAW_LEN, Frame, Priority, Rejection, validate_frame
 from common.settings import RangeSpec
 from common.streams import StreamNames
 from producers.file_import.mapping import ColumnMapping, Plan, plan, sniff_delimiter
-from producers.jsonl import parse_line
+from producers.jsonl import MAX_LINE, parse_line
 from producers.validate import RangeValidator
 
 PROGRESS_INTERVAL_S = 0.5
@@ -85,15 +85,44 @@ def content_id(path: Path, mapping: ColumnMapping) -> str:
     return f"file_import/{digest.hexdigest()[:24]}"
 
 
-def _lines(fh: BinaryIO, stats: ImportStats) -> Iterator[str]:
-    first = True
-    for raw in fh:
+MAX_ROW_BYTES = MAX_LINE
+"""Longest line of an import (bytes): a longer one is one bad row, skipped in bounded chunks."""
+
+
+class _Line(NamedTuple):
+    number: int
+    data: bytes
+    """The line without its newline; only the first MAX_RAW_LEN bytes when ``size`` > MAX_ROW_BYTES."""
+    size: int
+
+
+def _lines(fh: BinaryIO, stats: ImportStats) -> Iterator[_Line]:
+    """Physical lines with their numbers; memory bounded by MAX_ROW_BYTES whatever the line length."""
+    number = 0
+    while True:
+        raw = fh.readline(MAX_ROW_BYTES + 1)
+        if not raw:
+            return
+        number += 1
         stats.bytes_read += len(raw)
-        text = raw.decode("utf-8", errors="replace")
-        if first and text.startswith("\ufeff"):  # BOM written by spreadsheet exports
-            text = text[1:]
-        first = False
-        yield text
+        size = len(raw)
+        if len(raw) > MAX_ROW_BYTES and not raw.endswith(b"\n"):
+            head = raw[:MAX_RAW_LEN]
+            while raw and not raw.endswith(b"\n"):  # skip the rest of the line, a chunk at a time
+                raw = fh.readline(1 << 16)
+                stats.bytes_read += len(raw)
+                size += len(raw)
+            yield _Line(number, head, size - (1 if raw.endswith(b"\n") else 0))
+            continue
+        data = raw.rstrip(b"\n").rstrip(b"\r")
+        if number == 1 and data.startswith(b"\xef\xbb\xbf"):  # BOM written by spreadsheet exports
+            data = data[3:]
+        yield _Line(number, data, len(data))
+
+
+def _too_long(line: _Line) -> ParseError:
+    msg = f"line {line.number}: {line.size} bytes, longer than {MAX_ROW_BYTES}"
+    return ParseError(msg, "too_long", line=line.number, raw=line.data, size=line.size)
 
 
 def _is_jsonl(path: Path, mapping: ColumnMapping) -> bool:
@@ -106,53 +135,80 @@ def _is_jsonl(path: Path, mapping: ColumnMapping) -> bool:
 
 
 def iter_items(path: Path, mapping: ColumnMapping, stats: ImportStats) -> Iterator[Frame | ParseError]:
-    """Frames and per-row ParseErrors of a file, streamed. Raises ConfigError if the header is unusable."""
+    """Frames and per-row ParseErrors of a file, streamed. Raises ConfigError if the header is unusable.
+
+    Every observed time comes from the file and the mapping (never the import time or the file's
+    mtime), so the same file and mapping always give the same frames. Every ParseError of a row
+    carries its line number and raw bytes.
+    """
     now = datetime.now(UTC)
     with path.open("rb") as fh:
         if _is_jsonl(path, mapping):
-            for lineno, line in enumerate(_lines(fh, stats), 1):
-                if line.strip():
+            for line in _lines(fh, stats):
+                if line.data.strip():
                     stats.rows += 1
-                    yield _jsonl_row(line, lineno, now, mapping)
+                    yield _too_long(line) if line.size > MAX_ROW_BYTES else _jsonl_row(line, now, mapping)
             return
         yield from _csv_items(path, _lines(fh, stats), mapping, stats, now)
 
 
-def _jsonl_row(line: str, lineno: int, now: datetime, mapping: ColumnMapping) -> Frame | ParseError:
+def _jsonl_row(line: _Line, now: datetime, mapping: ColumnMapping) -> Frame | ParseError:
     try:
-        frame = parse_line(line.encode(), lineno, now, time.monotonic_ns())
+        frame = parse_line(line.data, line.number, now, time.monotonic_ns(), mapping.start_time, required_time=True)
+        return replace(frame, source="file_import", priority=Priority.BULK, session=frame.session or mapping.session)
     except ParseError as exc:
         return exc
-    return replace(frame, source="file_import", priority=Priority.BULK, session=frame.session or mapping.session)
 
 
 def _csv_items(
-    path: Path, lines: Iterator[str], mapping: ColumnMapping, stats: ImportStats, now: datetime
+    path: Path, lines: Iterator[_Line], mapping: ColumnMapping, stats: ImportStats, now: datetime
 ) -> Iterator[Frame | ParseError]:
     for _ in range(mapping.skip_lines):
         next(lines, None)
     header_line = next(lines, None)
     if header_line is None:
         return
-    delimiter = mapping.delimiter or sniff_delimiter(header_line)
-    header = next(csv.reader([header_line], delimiter=delimiter), [])
-    reader = csv.reader(lines, delimiter=delimiter)
-    start = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    header_text = header_line.data.decode("utf-8", errors="replace")
+    delimiter = mapping.delimiter or sniff_delimiter(header_text)
+    try:
+        header = next(csv.reader([header_text], delimiter=delimiter), [])
+    except csv.Error as exc:
+        raise ConfigError(f"{path.name}: unreadable header: {exc}") from None
     resolved: Plan | None = None
-    for fields in reader:
-        lineno = mapping.skip_lines + 1 + reader.line_num
-        if not any(f.strip() for f in fields):
+    for line in lines:
+        if not line.data.strip():
             continue
         stats.rows += 1
-        if resolved is None:
-            try:
-                resolved = plan(header, mapping, path.stem, start, fields)
-            except ParseError as exc:
-                raise ConfigError(f"{path.name}: {exc}") from None
+        if line.size > MAX_ROW_BYTES:
+            yield _too_long(line)
+            continue
         try:
-            yield resolved.row(fields, lineno, now, time.monotonic_ns())
+            # One physical line is one row: a quoted field cannot span lines (a bad row instead).
+            fields = next(csv.reader([line.data.decode("utf-8", errors="replace")], delimiter=delimiter), [])
+            if not any(f.strip() for f in fields):
+                stats.rows -= 1
+                continue
+            if resolved is None:
+                try:
+                    resolved = plan(header, mapping, path.stem, fields)
+                except ParseError as exc:
+                    raise ConfigError(f"{path.name}: {exc}") from None
+            frame = resolved.row(fields, line.number, now, time.monotonic_ns())
+            try:
+                validate_frame(frame)  # the producer accepts exactly what the writer accepts
+            except DecodeError as exc:
+                raise ParseError(f"line {line.number}: {exc}", "schema") from None
+            yield frame
         except ParseError as exc:
+            exc.line, exc.raw, exc.size = line.number, line.data[:MAX_RAW_LEN], line.size
             yield exc
+        except csv.Error as exc:
+            yield ParseError(f"line {line.number}: {exc}", "csv", line=line.number, raw=line.data[:MAX_RAW_LEN])
+        except ConfigError:
+            raise
+        except Exception as exc:  # anything unforeseen is this row's problem, not the import's
+            msg = f"line {line.number}: unexpected {type(exc).__name__}: {str(exc)[:200]}"
+            yield ParseError(msg, "internal", line=line.number, raw=line.data[:MAX_RAW_LEN], size=line.size)
 
 
 def run_import(
@@ -166,15 +222,20 @@ def run_import(
     stats = ImportStats(path.stat().st_size, content_id(path, options.mapping))
     publisher = Publisher(redis, names, stats.producer)
     validator = RangeValidator(options.ranges)
+    device = (options.mapping.device or path.stem)[:MAX_NAME_LEN]  # a bad row's device, as far as it is known
     pacer = _Pacer(redis, names, options, stats, progress)
     for item in iter_items(path, options.mapping, stats):
-        if isinstance(item, ParseError):
+        if isinstance(item, Frame):
+            publisher.stamp([validator.check(item)])
+        else:
             stats.bad_rows += 1
             if len(stats.bad) < options.bad_rows_kept:
-                stats.bad.append((_line_of(item), str(item)))
-            continue
-        publisher.stamp([validator.check(item)])
-        if len(publisher.pending) >= options.chunk_rows:
+                stats.bad.append((item.line or _line_of(item), str(item)))
+            raw = item.raw or b""
+            publisher.reject(
+                Rejection("file_import", device, item.kind, str(item), raw, item.size, str(path), item.line or 0)
+            )
+        if len(publisher.pending) + len(publisher.rejections) >= options.chunk_rows:
             stats.frames += _send(publisher)
             pacer.after_chunk()
     stats.frames += _send(publisher)
@@ -193,14 +254,16 @@ def _line_of(error: ParseError) -> int:
 def _send(publisher: Publisher, attempts: int = 5) -> int:
     """Send pending frames; retry Redis errors briefly (the keys stay the same, so retries are safe)."""
     backoff = Backoff(base=0.2, cap=5.0)
+    before = publisher.published
     for attempt in range(attempts):
         try:
-            return publisher.send()
+            publisher.send()
+            break
         except RedisError:
             if attempt == attempts - 1:
                 raise
             time.sleep(backoff.next_delay())
-    return 0
+    return publisher.published - before
 
 
 class _Pacer:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -57,7 +57,8 @@ class ColumnMapping(BaseModel):
     timezone: str = "UTC"
     """Zone of times written without an offset."""
     start_time: datetime | None = None
-    """Origin of elapsed times; default the file's modification time."""
+    """Origin of elapsed times (required with them: an import's times come only from the file and the
+    mapping, so importing it again gives the same rows); also the time of JSONL lines without one."""
     device_column: str | None = None
     device: str | None = None
     """Fixed device name when there is no device column; default the file name without extension."""
@@ -136,9 +137,11 @@ class Plan:
     channels: tuple[tuple[int, str, str], ...]  # (column index, name, unit)
     time_format: str
     zone: ZoneInfo
-    start: datetime
+    start: datetime | None
     session: str | None
     width: int
+    numeric: dict[int, bool] = field(default_factory=dict, compare=False)
+    """Column index -> holds numbers, decided by its unit or else its first value (then text there is a bad row)."""
 
     def row(self, fields: Sequence[str], lineno: int, received_at: datetime, mono: int) -> Frame:
         """One data row -> Frame (bulk priority). Raises ParseError(kind=columns|time|device|value|empty)."""
@@ -150,30 +153,35 @@ class Plan:
             device = fields[self.device_index].strip()
             if not device or len(device) > MAX_NAME_LEN:
                 raise ParseError(f"line {lineno}: empty or too long device", "device")
-        out = [ch for i, name, unit in self.channels if (ch := _cell(fields[i].strip(), name, unit, lineno))]
+        out = [ch for i, name, unit in self.channels if (ch := self._cell(i, fields[i].strip(), name, unit, lineno))]
         if not out:
             raise ParseError(f"line {lineno}: no channel has a value", "empty")
         return Frame(
             "file_import", device, observed, received_at, mono, tuple(out), self.session, priority=Priority.BULK
         )
 
+    def _cell(self, index: int, text: str, name: str, unit: str, lineno: int) -> Channel | None:
+        """A cell -> Channel; empty -> None. A column with a unit, or whose first value was a number,
+        is numeric; another may hold text."""
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            if self.numeric.setdefault(index, bool(unit)):
+                raise ParseError(f"line {lineno}: {name[:40]!r} = {text[:40]!r} is not a number", "value") from None
+            return Channel(name, text[:1000], unit)  # a text column (gear, note, status)
+        self.numeric.setdefault(index, True)
+        return _number(name, value, unit)
 
-def _cell(text: str, name: str, unit: str, lineno: int) -> Channel | None:
-    """A cell -> Channel; empty -> None. A column with a unit is numeric; one without may hold text."""
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        if unit:
-            raise ParseError(f"line {lineno}: {name[:40]!r} = {text[:40]!r} is not a number", "value") from None
-        return Channel(name, text[:1000], unit)  # a text column (gear, note, status)
+
+def _number(name: str, value: float, unit: str) -> Channel:
     if not math.isfinite(value):
         return Channel(name, None, unit, Quality.ERROR)
     return Channel(name, value, unit)
 
 
-def parse_time(text: str, fmt: str, zone: ZoneInfo, start: datetime, lineno: int) -> datetime:
+def parse_time(text: str, fmt: str, zone: ZoneInfo, start: datetime | None, lineno: int) -> datetime:
     """A time cell -> UTC datetime; ParseError(kind=time) naming the line."""
     try:
         if fmt in ("epoch_s", "epoch_ms", "elapsed_s", "elapsed_ms"):
@@ -183,11 +191,14 @@ def parse_time(text: str, fmt: str, zone: ZoneInfo, start: datetime, lineno: int
             seconds = number / 1000 if fmt.endswith("_ms") else number
             if fmt.startswith("epoch"):
                 return datetime.fromtimestamp(seconds, UTC)
+            if start is None:
+                raise ValueError("elapsed time without a start_time")
             return start + timedelta(seconds=seconds)
         ts = datetime.fromisoformat(text) if fmt == "iso" else datetime.strptime(text, fmt)
+        # 0001-01-01T00:00:00+01:00 parses but has no UTC form: OverflowError, a bad row.
+        return (ts if ts.tzinfo else ts.replace(tzinfo=zone)).astimezone(UTC)
     except (ValueError, OverflowError, OSError):
-        raise ParseError(f"line {lineno}: time {text[:40]!r} is not {fmt}", "time") from None
-    return (ts if ts.tzinfo else ts.replace(tzinfo=zone)).astimezone(UTC)
+        raise ParseError(f"line {lineno}: time {text[:40]!r} is not {fmt} (or out of range)", "time") from None
 
 
 def guess_time_format(text: str) -> str:
@@ -201,12 +212,11 @@ def guess_time_format(text: str) -> str:
     return "epoch_s" if number > 1e8 else "elapsed_s"
 
 
-def plan(
-    header: Sequence[str], mapping: ColumnMapping, default_device: str, start: datetime, first_row: Sequence[str]
-) -> Plan:
+def plan(header: Sequence[str], mapping: ColumnMapping, default_device: str, first_row: Sequence[str]) -> Plan:
     """Resolve ``mapping`` against ``header``; ``first_row`` (the first data row) decides an auto time format.
 
-    Raises ParseError(kind=header) when a named column is missing or no time column is found.
+    Raises ParseError(kind=header) when a named column is missing or no time column is found, and
+    when times are elapsed but the mapping has no ``start_time`` (never the file's mtime or the clock).
     """
     header = [h.strip() for h in header]
     index = {h: i for i, h in enumerate(header)}
@@ -226,9 +236,11 @@ def plan(
         names.add(name)
         channels.append((index[col], name, unit))
     zone = ZoneInfo(mapping.timezone)
-    start = mapping.start_time or start
+    start = mapping.start_time
     first = first_row[index[time_col]].strip() if len(first_row) > index[time_col] else ""
     fmt = guess_time_format(first) if mapping.time_format == "auto" else mapping.time_format
+    if fmt.startswith("elapsed") and start is None:
+        raise ParseError(f"times in {time_col!r} are elapsed ({fmt}): set start_time in the mapping", "header")
     return Plan(
         time_index=index[time_col],
         device_index=index[mapping.device_column] if mapping.device_column else None,
@@ -236,7 +248,7 @@ def plan(
         channels=tuple(channels),
         time_format=fmt,
         zone=zone,
-        start=start if start.tzinfo else start.replace(tzinfo=zone),
+        start=start if start is None or start.tzinfo else start.replace(tzinfo=zone),
         session=mapping.session,
         width=len(header),
     )

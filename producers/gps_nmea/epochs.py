@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from common.errors import ParseError
 from common.schema import Channel, Frame, Quality
 from producers.gps_nmea.sentences import CHANNEL_UNITS, FIX_CHANNELS, Update
 
@@ -74,6 +75,10 @@ class EpochAssembler:
         self._date: dt.date | None = None
         self._tod: dt.time | None = None
 
+    def reset(self) -> None:
+        """Forget the epoch in progress and the dates learnt (after an unexpected error)."""
+        self._epoch, self._date, self._tod = None, None, None
+
     @property
     def pending(self) -> bool:
         return self._epoch is not None
@@ -98,7 +103,11 @@ class EpochAssembler:
         channels = _channels(epoch)
         if not channels:
             return []
-        observed_at = self._observed_at(epoch)
+        try:
+            observed_at = self._observed_at(epoch)
+        except OverflowError:  # a date at the end of the calendar (a corrupt RMC/ZDA) and the next day
+            self._date = self._tod = None
+            raise ParseError("epoch date beyond the calendar (a corrupt RMC or ZDA date)", "field") from None
         return [Frame(self.source, self.device, observed_at, epoch.received_at, epoch.monotonic_ns, channels)]
 
     def _observed_at(self, epoch: _Epoch) -> dt.datetime:

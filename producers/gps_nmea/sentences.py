@@ -9,7 +9,8 @@ ParseError and never an exception from a property. Rejections carry a bounded ``
 * ``unsupported``  well-formed, but a talker or sentence type we do not decode
                    (GBS, BOD, RMB, RTE, TXT, DTM, queries ...; includes pynmea2 SentenceTypeError)
 * ``proprietary``  ``$P...`` manufacturer sentences ($PGRM, $PMTK, $PUBX, $PSTI ...): skipped
-* ``field``        a decoded sentence with an impossible field (latitude 95 deg, month 13 ...)
+* ``field``        a decoded sentence with an impossible field (latitude 95 deg, month 13, a ZDA
+                   year after MAX_YEAR ...)
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ CHANNEL_UNITS: dict[str, str] = {
     "altitude_sigma": "m",
 }
 """Every channel this source emits and its unit (names from common/units.py)."""
+
+MAX_YEAR = 2200
+"""Latest receiver year believed; a later ZDA year (9999 from line noise) is a bad field, not a date."""
 
 FIX_CHANNELS = frozenset(["latitude", "longitude", "altitude", "speed", "course"])
 """Channels that only mean something with a fix: no_data (never 0) without one."""
@@ -86,7 +90,7 @@ def parse_sentence(line: bytes, strict: bool = False) -> Update:
         raise ParseError(f"unsupported sentence {msg.sentence_type}: {text[:12]!r}", "unsupported")
     try:
         return decoder(msg.talker, [str(f) for f in msg.data])
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ParseError(f"bad field in {text[:90]!r}: {exc}", "field") from None
 
 
@@ -218,6 +222,8 @@ def _gst(talker: str, raw: list[str]) -> Update:
 def _zda(talker: str, raw: list[str]) -> Update:
     f = _pad(raw)
     day, month, year = _int(f[1]), _int(f[2]), _int(f[3])
+    if year is not None and year > MAX_YEAR:
+        raise ValueError(f"ZDA year {year} after {MAX_YEAR}")
     date = dt.date(year, month, day) if day and month and year else None
     return Update(talker, "ZDA", _time(f[0]), date)
 

@@ -27,7 +27,11 @@ READ_CHUNK = 4096
 
 
 class NmeaDecoder:
-    """Pure pipeline: ``feed(bytes)`` -> Frames and ParseErrors in arrival order."""
+    """Pure pipeline: ``feed(bytes)`` -> Frames and ParseErrors in arrival order.
+
+    Nothing one sentence contains can raise out of ``feed`` or ``flush``: an unexpected exception
+    is a ParseError of kind ``internal`` and the epoch in progress is dropped with it.
+    """
 
     def __init__(
         self,
@@ -48,15 +52,25 @@ class NmeaDecoder:
                 continue
             try:
                 update = parse_sentence(item, self.strict_checksum)
+                out.extend(self.epochs.add(update, received_at, monotonic_ns))
             except ParseError as exc:
                 out.append(exc)
-                continue
-            out.extend(self.epochs.add(update, received_at, monotonic_ns))
+            except Exception as exc:  # a decoder bug must not end the producer (issue 12)
+                out.append(self._internal(exc, item))
         return out
 
     def flush(self) -> list[Frame | ParseError]:
         """End the epoch in progress (idle, end of input, link lost)."""
-        return list(self.epochs.flush())
+        try:
+            return list(self.epochs.flush())
+        except ParseError as exc:
+            return [exc]
+        except Exception as exc:
+            return [self._internal(exc, b"")]
+
+    def _internal(self, exc: Exception, sentence: bytes) -> ParseError:
+        self.epochs.reset()
+        return ParseError(f"unexpected {type(exc).__name__} at {sentence[:90]!r}: {str(exc)[:200]}", "internal")
 
 
 class GpsNmeaSource:

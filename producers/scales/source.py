@@ -24,7 +24,7 @@ import serial
 
 from common.backoff import Backoff
 from common.clock import Clock, SystemClock
-from common.errors import ParseError, SourceUnavailableError
+from common.errors import ParseError, SourceUnavailableError, unexpected
 from common.schema import Channel, Frame
 from producers.scales.config import ScaleConfig, ScalesConfig
 from producers.scales.formats import (
@@ -234,6 +234,10 @@ class ScalesSource:
             except ParseError as exc:
                 scale.errors[exc.kind] += 1
                 out.append(ParseError(f"{scale.cfg.device}: {exc}", exc.kind))
+                continue
+            except Exception as exc:  # one frame must never end the producer (issue 12)
+                scale.errors["internal"] += 1
+                out.append(unexpected(exc, f"{scale.cfg.device}: frame {str(item)[:40]!r}"))
                 continue
             if self._suppress(scale, reading, mono):
                 continue

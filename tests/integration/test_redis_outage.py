@@ -23,9 +23,9 @@ from common.breaker import Breaker, BreakerState
 from common.publish import Publisher
 from common.schema import Priority
 from common.settings import Settings
-from common.spool import Spool
 from producers.base import ProducerStats, run_producer
 from producers.simulate import SimulateSource
+from producers.spool import Spool
 from producers.validate import RangeValidator
 from tests.conftest import REPO, env_for, settings_for
 from tests.helpers import pg_query, running_writer, wait_for

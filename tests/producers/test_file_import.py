@@ -164,7 +164,10 @@ def test_run_import_is_idempotent_per_content_and_mapping(tmp_path: Path) -> Non
     reports: list[dict[str, object]] = []
     first = run_import(redis, path, options, reports.append)
     second = run_import(redis, path, options)
-    keys = [(f.producer, f.seq) for f in (decode(e[1]) for e in redis.xrange("{ns}:bulk"))]
+    entries = redis.xrange("{ns}:bulk")
+    keys = [(f.producer, f.seq) for f in (decode(e[1]) for e in entries if b"rej" not in e[1])]
+    rejected = [int(e[1][b"line"]) for e in entries if b"rej" in e[1]]
+    assert rejected == [4, 5, 6, 8, 9] * 2  # each bad row is dead-lettered (via the writer) per import
     assert len(keys) == 6 and set(keys[:3]) == set(keys[3:])  # same keys again: the writer drops them
     assert first["producer"] == second["producer"] and [k[1] for k in keys[:3]] == [1, 2, 3]
     assert first["frames"] == 3 and first["bad_rows"] == 5 and first["rows"] == 8

@@ -162,7 +162,7 @@ def test_breaker_log_says_where_frames_go_without_a_spool(caplog: pytest.LogCapt
 
     r.pipeline = flaky  # type: ignore[method-assign]
     pub = Publisher(r, NAMES, new_producer_id("test"))
-    with caplog.at_level("WARNING", logger="producers.base"):
+    with caplog.at_level("WARNING", logger="producers.outbox"):
         stats = run_producer(
             ScriptedSource([[f(Channel("a", 1.0))]]),
             pub,

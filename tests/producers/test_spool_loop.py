@@ -11,10 +11,10 @@ from common.breaker import Breaker, BreakerState
 from common.publish import Publisher
 from common.schema import Priority
 from common.settings import DEFAULT_RANGES
-from common.spool import Spool
 from common.streams import StreamNames
 from producers.base import ProducerStats, run_producer
 from producers.simulate import SimulateSource
+from producers.spool import Spool
 from producers.validate import RangeValidator
 from tests.helpers import wait_for
 
@@ -58,7 +58,8 @@ def test_outage_spools_without_blocking_reads_then_replays_in_order(tmp_path: Pa
     # replaying 3,000 frames can take longer than the default 0.5 s used elsewhere here.
     thread, _stop, stats, _ = start(redis, Spool(tmp_path, 1 << 24, 1 << 16, 0.05), 3000, stop_grace=30)
     wait_for(lambda: stats.frames_spooled >= 2000, 20, what="frames spooled while Redis is down")
-    assert stats.redis_breaker is BreakerState.OPEN and stats.frames_published == 0
+    # Open, or half-open when the export came open_s after the last failed probe (a loaded machine).
+    assert stats.redis_breaker is not BreakerState.CLOSED and stats.frames_published == 0
     server.connected = True
     thread.join(30)
     assert not thread.is_alive()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import common.spool as spool_mod
+import producers.spool.store as spool_mod
 from common.errors import ConfigError
 from common.schema import Priority
-from common.spool import Append, Spool, pack_fields, unpack_fields
+from producers.spool import Append, Spool, pack_fields, unpack_fields
 
 P = Priority
 
@@ -108,20 +108,6 @@ def test_torn_tail_is_cut_reported_and_appends_continue(tmp_path: Path) -> None:
     assert [n for _, n in drain(s)] == [*range(1, 10), 11]
 
 
-def test_corrupt_record_stops_the_segment_there(tmp_path: Path) -> None:
-    s = open_spool(tmp_path, segment=1 << 20)
-    for i in range(1, 11):
-        s.append(P.LOW, entry(i))
-    s.close()
-    seg = next((tmp_path / "low").glob("*.seg"))
-    data = bytearray(seg.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # a bit flip in record 5 or 6
-    seg.write_bytes(bytes(data))
-    s = open_spool(tmp_path)
-    got = [n for _, n in drain(s)]
-    assert got == list(range(1, len(got) + 1)) and 4 <= len(got) <= 6 and s.torn_bytes > 0
-
-
 def test_garbage_segment_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "normal").mkdir(parents=True)
     (tmp_path / "normal" / "000000000001.seg").write_bytes(b"not a spool")
@@ -150,7 +136,7 @@ _CRASH = """
 import os, signal, sys
 from pathlib import Path
 from common.schema import Priority
-from common.spool import Spool
+from producers.spool import Spool
 s = Spool(Path(sys.argv[1]), 1 << 20, 4096, fsync_interval_s=60)
 s.resume("sim/a")
 for i in range(1, 101):

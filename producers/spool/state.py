@@ -54,6 +54,13 @@ class StateFile:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self.counter = 0
         self.dirty = False
+        try:
+            size = os.fstat(self.fd).st_size
+            if size < 2 * SLOT:  # allocate both slots now: a full disk must not stop a later store
+                os.pwrite(self.fd, bytes(2 * SLOT - size), size)
+        except OSError:
+            os.close(self.fd)
+            raise
 
     def load(self) -> SpoolState | None:
         best: tuple[int, SpoolState] | None = None
