@@ -103,8 +103,9 @@ class PgServer:
     extra ``-c name=value`` server settings.
     """
 
-    def __init__(self, bindir: Path, options: tuple[str, ...] = ()) -> None:
+    def __init__(self, bindir: Path, options: tuple[str, ...] = (), host_auth: str = "trust") -> None:
         self.bindir = bindir
+        self.host_auth = host_auth
         self.root = Path(tempfile.mkdtemp(prefix="telemetry-pg-"))  # not under pytest's root-only tmp folder
         self.data = self.root / "data"
         self.port = free_port()
@@ -126,7 +127,8 @@ class PgServer:
             raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-2000:]}{tail}")
 
     def init(self) -> None:
-        self.run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        auth = ["--auth-local=trust", f"--auth-host={self.host_auth}"]
+        self.run(str(self.bindir / "initdb"), "-D", str(self.data), *auth, "-U", "postgres", "--no-sync")
 
     def start(self) -> None:
         opts = [
@@ -167,9 +169,12 @@ class PgServer:
 
 @pytest.fixture
 def pg_server_factory() -> Iterator[object]:
-    """``make(*options, init=callable)`` -> a started private PgServer; all destroyed afterwards.
+    """``make(*options, init=callable, host_auth="trust")`` -> a started private PgServer; all
+    destroyed afterwards.
 
     ``init(server)`` runs after initdb and before the first start (to add TLS files, say).
+    ``host_auth`` is the TCP authentication method (``scram-sha-256`` to check passwords); the
+    superuser ``postgres`` always connects without one over the Unix socket in ``server.root``.
     """
     bindir = pg_bindir()
     if bindir is None:
@@ -177,9 +182,9 @@ def pg_server_factory() -> Iterator[object]:
     assert bindir is not None
     servers: list[PgServer] = []
 
-    def make(*options: str, init: object = None) -> PgServer:
+    def make(*options: str, init: object = None, host_auth: str = "trust") -> PgServer:
         assert bindir is not None
-        server = PgServer(bindir, options)
+        server = PgServer(bindir, options, host_auth)
         servers.append(server)
         server.init()
         if callable(init):

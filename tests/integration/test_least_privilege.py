@@ -8,6 +8,8 @@ on a private cluster (roles are cluster-wide, so never on the shared server).
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from pydantic import SecretStr
 from redis import Redis
@@ -33,6 +36,7 @@ from tests.helpers import pg_query, remove_rq_keys, running_writer, wait_for
 from tests.integration.pipeline import frame
 from tests.integration.test_redis_acl import acl_redis, client
 from writer import deadletter
+from writer.migrate import migrate
 from writer.stream_ids import ids_ahead, repair
 from writer.stream_status import stream_status
 from writer.trim import unread_deletions
@@ -248,3 +252,90 @@ def test_a_forged_dead_letter_is_refused_at_replay(settings: Settings, acl_redis
     assert f"dead letter {forged} is unsigned" in run.stderr and "replayed 1 dead letters; refused 1" in run.stdout
     assert [d for d, _ in deadletter.list_dead(admin, names)] == [forged]  # the forged one stays for inspection
     assert admin.xlen(normal) >= 1  # the genuine one went back to its stream
+
+
+# ---- PostgreSQL roles from deploy/postgres/10-roles.sh ------------------------------------------
+@pytest.fixture
+def deployed_roles(pg_server_factory: Any, tmp_path: Path) -> dict[str, Any]:
+    """A private cluster checking passwords on TCP, set up by 10-roles.sh and migrated as the owner.
+
+    psql runs through a shim that records its argv, to show no password is on a command line.
+    Passwords hold a quote, a backslash and a space, to exercise the script's quoting.
+    """
+    server = pg_server_factory(host_auth="scram-sha-256")
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    argv_log = tmp_path / "psql-argv.log"
+    real = shutil.which("psql")
+    assert real is not None
+    (shim / "psql").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {argv_log}\nexec {real} "$@"\n')
+    (shim / "psql").chmod(0o755)
+    passwords = {"owner": "o'wn\\er " + secrets.token_hex(6), "writer": "wr'it\\er " + secrets.token_hex(6)}
+    files = {}
+    for role, pw in passwords.items():
+        files[role] = tmp_path / f"pg_{role}_password"
+        files[role].write_text(pw + "\n")
+        files[role].chmod(0o644)  # psql runs as root here; the file is the test's own
+    env = {
+        **os.environ,
+        "PATH": f"{shim}:{os.environ['PATH']}",
+        "PGHOST": str(server.root),
+        "PGPORT": str(server.port),
+        "POSTGRES_USER": "postgres",
+        "PG_OWNER_PASSWORD_FILE": str(files["owner"]),
+        "PG_WRITER_PASSWORD_FILE": str(files["writer"]),
+    }
+    run = subprocess.run(
+        ["bash", str(REPO / "deploy" / "postgres" / "10-roles.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    base = {"host": "127.0.0.1", "port": server.port, "dbname": "telemetry"}
+    owner = psycopg.conninfo.make_conninfo(**base, user="telemetry_owner", password=passwords["owner"])
+    writer = psycopg.conninfo.make_conninfo(**base, user="telemetry_writer", password=passwords["writer"])
+    with psycopg.connect(owner, autocommit=True) as conn:
+        migrate(conn, "telemetry")
+    return {"owner": owner, "writer": writer, "passwords": passwords, "argv": argv_log.read_text()}
+
+
+def test_role_passwords_never_reach_a_command_line(deployed_roles: dict[str, Any]) -> None:
+    """13.5: 10-roles.sh passed both passwords in psql's argv (visible in ps while it ran)."""
+    argv = deployed_roles["argv"]
+    assert argv.count("\n") == 2  # both psql runs were seen
+    for pw in deployed_roles["passwords"].values():
+        assert pw not in argv and pw.split()[-1] not in argv
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(deployed_roles["writer"].replace("wr", "xx", 1), connect_timeout=5).close()
+
+
+def test_the_writer_role_cannot_rewrite_loss_accounting(deployed_roles: dict[str, Any]) -> None:
+    """13.4: `UPDATE producer_progress SET frames = max_seq` erased every gap with the writer's password."""
+    with psycopg.connect(deployed_roles["owner"], autocommit=True) as conn:
+        conn.execute("SET search_path TO telemetry")
+        conn.execute("INSERT INTO producer_progress (producer, source, frames, max_seq) VALUES ('p/1', 'obd', 7, 10)")
+    with psycopg.connect(deployed_roles["writer"], autocommit=True) as conn:
+        conn.execute("SET search_path TO telemetry")
+        assert conn.execute("SELECT current_user").fetchone() == ("telemetry_writer",)
+        for statement in (
+            "UPDATE producer_progress SET frames = max_seq",
+            "INSERT INTO producer_progress (producer, source, frames, max_seq) VALUES ('p/2', 'obd', 5, 5)",
+            "DELETE FROM producer_progress",
+            "INSERT INTO progress_calls VALUES (pg_current_xact_id())",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        # The function counts only ledger rows this transaction inserted, once per transaction.
+        with conn.transaction():
+            assert conn.execute("SELECT record_progress('{p/1}', '{8}', '{obd}')").fetchone() == (0,)
+        with conn.transaction():
+            conn.execute("INSERT INTO frame_keys (producer, seq, day) VALUES ('p/1', 8, current_date)")
+            assert conn.execute("SELECT record_progress('{p/1,p/1}', '{8,9}', '{obd,obd}')").fetchone() == (1,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="once per transaction"):
+                conn.execute("SELECT record_progress('{p/1}', '{8}', '{obd}')")
+        assert conn.execute("SELECT frames, max_seq FROM producer_progress WHERE producer = 'p/1'").fetchone() == (
+            7, 10,
+        )  # fmt: skip  # the failed transaction rolled back the +1 with it
+        with conn.transaction():
+            conn.execute("INSERT INTO frame_keys (producer, seq, day) VALUES ('p/1', 8, current_date)")
+            conn.execute("SELECT record_progress('{p/1}', '{8}', '{obd}')")
+        row = conn.execute("SELECT frames, max_seq FROM producer_progress WHERE producer = 'p/1'").fetchone()
+        assert row == (8, 10)  # one committed frame counted once; the gap of 2 stays visible
