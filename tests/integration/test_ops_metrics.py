@@ -56,6 +56,10 @@ pytestmark = pytest.mark.integration
 
 PER_PRIORITY = {"normal": 30, "high": 10, "critical": 5}
 GOOD = sum(PER_PRIORITY.values())
+BAD_LINES = 3
+"""Lines of the jsonl input the producer rejects: each is dead-lettered (as a rejection entry)."""
+DEAD = 1 + BAD_LINES
+"""Dead letters in all: the poison entry written by hand and the rejected lines."""
 GAP_FRAMES, GAP_MISSING = 5, 4
 
 
@@ -123,7 +127,7 @@ def traffic(redis_url: str, pg_dsn: str, tmp_path_factory: pytest.TempPathFactor
     redis.xadd(names.stream(Priority.NORMAL), {"v": "1", "junk": "no schema"})  # poison
     try:
         wait_for(lambda: count_readings(settings) == GOOD * 2 + GAP_FRAMES, 30, what="all readings committed")
-        wait_for(lambda: redis.xlen(names.deadletter) == 1, 10, what="the poison dead-lettered")
+        wait_for(lambda: redis.xlen(names.deadletter) == DEAD, 10, what="the poison and bad lines dead-lettered")
         wait_for(lambda: all(g["pending"] == 0 for s in names.streams for g in redis.xinfo_groups(s)), 10, what="acks")
         yield {
             "settings": settings,
@@ -168,8 +172,8 @@ def test_writer_metrics_match_the_traffic(traffic: dict[str, Any]) -> None:
     assert got[("telemetry_writer_batch_rows_sum", none)] == GOOD * 2 + GAP_FRAMES
     assert got[("telemetry_writer_batch_rows_count", none)] == got[("telemetry_writer_batches_committed_total", none)]
     assert got[("telemetry_writer_op_seconds_count", frozenset({("op", "copy")}))] >= 1
-    assert got[("telemetry_writer_dead_letters_total", frozenset({("reason", "DecodeError")}))] == 1
-    assert got[("telemetry_deadletter_length", none)] == 1
+    assert got[("telemetry_writer_dead_letters_total", frozenset({("reason", "DecodeError")}))] == DEAD
+    assert got[("telemetry_deadletter_length", none)] == DEAD
     added = {p: n for p, n in PER_PRIORITY.items()}
     added["normal"] += GAP_FRAMES + 1  # the gap producer's frames and the poison entry
     for prio, n in added.items():
@@ -203,7 +207,7 @@ def test_writer_summary_per_operation(traffic: dict[str, Any]) -> None:
     assert copy["count"] == summary["writer"]["batches"] and copy["errors"] == 0 and copy["error_rate"] == 0
     assert copy["rows"] == GOOD * 2 + GAP_FRAMES
     assert 0 < copy["min_ms"] <= copy["p50_ms"] <= copy["p95_ms"] <= copy["p99_ms"] <= copy["max_ms"]
-    assert ops["dead_letter"]["rows"] == 1
+    assert ops["dead_letter"]["rows"] == DEAD
 
 
 def test_status_view_renders_streams_producers_gaps_dead_letters(traffic: dict[str, Any]) -> None:
@@ -221,7 +225,7 @@ def test_status_view_renders_streams_producers_gaps_dead_letters(traffic: dict[s
     assert "ops-writer" in text and "jsonl@ops/1" in text
     assert re.search(rf"│ simulate@ops/gap │ simulate │\s+{GAP_MISSING} │\s+9 │", text), text  # gaps (top)
     assert f"missing frames in all: {GAP_MISSING}" in text
-    assert "dead letters: 1" in text and "DecodeError" in text
+    assert f"dead letters: {DEAD}" in text and "DecodeError" in text
 
 
 def test_status_json_once(traffic: dict[str, Any]) -> None:
@@ -234,7 +238,7 @@ def test_status_json_once(traffic: dict[str, Any]) -> None:
     by_prio = {p["priority"]: p for p in data["priorities"]}
     assert by_prio["high"]["entries_added"] == PER_PRIORITY["high"] and by_prio["high"]["rate"] == 0.0
     assert data["producers"]["missing_total"] == GAP_MISSING
-    assert data["deadletter"]["length"] == 1 and data["deadletter"]["recent"][0]["reason"] == "DecodeError"
+    assert data["deadletter"]["length"] == DEAD and data["deadletter"]["recent"][0]["reason"] == "DecodeError"
     assert [w["name"] for w in data["writers"]] == ["ops-writer"]
 
 
@@ -263,7 +267,7 @@ def test_status_view_refreshes_in_a_terminal(traffic: dict[str, Any]) -> None:
         os.close(leader)
     text = out.decode(errors="replace")
     assert text.count("telemetry status") >= 3, text[-2000:]  # redrawn in place, again and again
-    assert "jsonl@ops/1" in text and "dead letters: 1" in text
+    assert "jsonl@ops/1" in text and f"dead letters: {DEAD}" in text
 
 
 def test_grafana_dashboard_uses_only_exported_metrics(traffic: dict[str, Any]) -> None:
