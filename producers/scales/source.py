@@ -28,6 +28,7 @@ from common.errors import ParseError, SourceUnavailableError
 from common.schema import Channel, Frame
 from producers.scales.config import ScaleConfig, ScalesConfig
 from producers.scales.formats import (
+    DecimalsGuard,
     LineFormat,
     LineFramer,
     ScaleReading,
@@ -66,6 +67,7 @@ class _Scale:
     fmt: LineFormat | None
     backoff: Backoff
     framer: LineFramer | ToledoFramer | None = None
+    guard: DecimalsGuard = field(default_factory=DecimalsGuard)
     port: serial.SerialBase | None = None
     opening: Future[serial.SerialBase] | None = None
     retry_at: float = 0.0
@@ -75,6 +77,7 @@ class _Scale:
     errors: Counter[str] = field(default_factory=Counter)
 
     def new_framer(self) -> LineFramer | ToledoFramer:
+        self.guard = DecimalsGuard()
         if self.fmt is None:
             return ToledoFramer(self.cfg.checksum)
         return LineFramer(self.fmt.width)
@@ -230,7 +233,10 @@ class ScalesSource:
             try:
                 if isinstance(item, ParseError):
                     raise item
-                reading = parse_toledo(item, scale.cfg.checksum) if scale.fmt is None else parse_line(item, scale.fmt)
+                if scale.fmt is None:
+                    reading = parse_toledo(item, scale.cfg.checksum)
+                else:
+                    reading = scale.guard.check(parse_line(item, scale.fmt))
             except ParseError as exc:
                 scale.errors[exc.kind] += 1
                 out.append(ParseError(f"{scale.cfg.device}: {exc}", exc.kind))
