@@ -21,6 +21,7 @@ from producers.afr_serial import MtsSplitter, parse_packet
 from producers.dyno_udp import wire
 from producers.dyno_udp.decoder import JetDriveDecoder
 from producers.gps_nmea import NmeaDecoder
+from producers.mts_consistency import MtsConsistency
 from producers.scales.formats import LINE_FORMATS, DecimalsGuard, LineFramer, ToledoFramer, parse_line, parse_toledo
 from tests.producers.corruption import SEED, Tally, flip, line_pieces, tally
 from tests.producers.gps_captures import CAPTURES, MIN_DATE, replay_bytes
@@ -205,16 +206,19 @@ def test_toledo_corrupted_frames_synthetic(checksum: bool) -> None:
 
 
 def mts_packets(data: bytes) -> list[object]:
-    """Decoded data packets, fed one byte at a time (the worst case for waiting on the next header)."""
-    splitter = MtsSplitter()
+    """Decoded data packets the source would publish, fed one byte at a time (no pause: no flush)."""
+    splitter, consistency = MtsSplitter(), MtsConsistency[int]()
     out: list[object] = []
     for i in range(len(data)):
         for item in splitter.feed(data[i : i + 1]):
             if isinstance(item, bytes):
                 try:
-                    out.append(parse_packet(item))
+                    channels = parse_packet(item)
                 except ParseError:
                     continue
+                if channels is None:
+                    continue  # a response packet: not decoded, not published
+                out.extend(v[0] for v in consistency.push(channels, i) if not isinstance(v, ParseError))
     return out
 
 
@@ -223,10 +227,10 @@ def test_mts_corrupted_packets(shared_data: Path) -> None:
     packet = (shared_data / "mts" / "dlg1_two_sensors_free_air.bin").read_bytes()
     clean = packet * 4000
     dirty, flipped = flip(clean)
-    [reference] = {repr(p) for p in mts_packets(packet * 2)}
+    [reference] = {repr(list(p)) for p in mts_packets(packet * 3)}
     decoded = mts_packets(dirty)
     corrupted = len({i // len(packet) for i in flipped})
-    wrong = sum(repr(p) != reference for p in decoded)
+    wrong = sum(repr(list(p)) != reference for p in decoded)
     t = Tally("MTS DLG-1 free air x4000", 4000, corrupted, corrupted, wrong)
     print()
     print(t.line() + f"  (accepted packets {len(decoded)})")
