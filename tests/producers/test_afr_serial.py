@@ -30,6 +30,7 @@ from producers.afr_serial import (
     parse_packet,
 )
 from producers.mts_consistency import MtsConsistency
+from tests.producers.corruption import flip
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -283,3 +284,16 @@ def test_isolated_packets_are_rejected_by_their_neighbours() -> None:
     words = [o2, o2, noisy_af, o2, warm, warm, LambdaWord(1, 147, 209), warm]
     verdicts = [v for i, w in enumerate(words) for v in guard.push([w], i)] + guard.flush()
     assert [isinstance(v, ParseError) for v in verdicts] == [False, False, True, False, False, False, True, False]
+
+
+def test_splitter_error_counts_do_not_depend_on_read_sizes(shared_data: Path) -> None:
+    """The real DLG-1 packet repeated, 1 % of bytes flipped (seeded), read in 1, 7 and all bytes."""
+    data, _ = flip((shared_data / "mts" / "dlg1_two_sensors_free_air.bin").read_bytes() * 500)
+    results = []
+    for chunk in (1, 7, len(data)):
+        splitter = MtsSplitter()
+        items = [x for i in range(0, len(data), chunk) for x in splitter.feed(data[i : i + chunk])]
+        results.append(
+            ([x.kind for x in items if isinstance(x, ParseError)], [x for x in items if isinstance(x, bytes)])
+        )
+    assert results[0] == results[1] == results[2]
