@@ -297,38 +297,3 @@ class LineFramer:
         if clean:
             out.append(clean)
         return out
-
-
-class DecimalsGuard:
-    """A scale prints a unit with a fixed number of decimals; a record that does not is rejected.
-
-    Line noise turning the decimal point into a digit (``77.6`` -> ``7746``) or a blank into one
-    (``245.5 g`` -> ``245.51g``) keeps the record's width and syntax; only the decimals change. The
-    guard adopts a unit's decimals from the first record and re-adopts after ``streak`` records in a
-    row agree on other decimals (the scale was reconfigured). Pure, one per scale.
-    """
-
-    def __init__(self, streak: int = 3) -> None:
-        self.streak = streak
-        self._adopted: dict[str, int] = {}
-        self._run: tuple[str, int, int] = ("", -1, 0)
-
-    def check(self, reading: ScaleReading) -> ScaleReading:
-        """``reading``, or ParseError(kind=decimals) if its decimals differ from the scale's."""
-        if reading.decimals < 0 or reading.weight is None:
-            return reading
-        unit, dec = reading.unit, reading.decimals
-        adopted = self._adopted.setdefault(unit, dec)
-        if dec == adopted:
-            self._run = ("", -1, 0)
-            return reading
-        run_unit, run_dec, n = self._run
-        n = n + 1 if (run_unit, run_dec) == (unit, dec) else 1
-        self._run = (unit, dec, n)
-        if n >= self.streak:
-            self._adopted[unit] = dec
-            self._run = ("", -1, 0)
-            return reading
-        raise ParseError(
-            f"{reading.weight} {unit} printed with {dec} decimals, this scale prints {adopted}", "decimals"
-        )

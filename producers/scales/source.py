@@ -28,7 +28,6 @@ from common.errors import ParseError, SourceUnavailableError
 from common.schema import Channel, Frame
 from producers.scales.config import ScaleConfig, ScalesConfig
 from producers.scales.formats import (
-    DecimalsGuard,
     LineFormat,
     LineFramer,
     ScaleReading,
@@ -37,6 +36,7 @@ from producers.scales.formats import (
     parse_toledo,
     to_frame,
 )
+from producers.scales.guards import DecimalsGuard, ToledoGuard
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class _Scale:
     backoff: Backoff
     framer: LineFramer | ToledoFramer | None = None
     guard: DecimalsGuard = field(default_factory=DecimalsGuard)
+    toledo: ToledoGuard = field(default_factory=ToledoGuard)
     port: serial.SerialBase | None = None
     opening: Future[serial.SerialBase] | None = None
     retry_at: float = 0.0
@@ -77,7 +78,7 @@ class _Scale:
     errors: Counter[str] = field(default_factory=Counter)
 
     def new_framer(self) -> LineFramer | ToledoFramer:
-        self.guard = DecimalsGuard()
+        self.guard, self.toledo = DecimalsGuard(), ToledoGuard()
         if self.fmt is None:
             return ToledoFramer(self.cfg.checksum)
         return LineFramer(self.fmt.width)
@@ -235,6 +236,7 @@ class ScalesSource:
                     raise item
                 if scale.fmt is None:
                     reading = parse_toledo(item, scale.cfg.checksum)
+                    scale.toledo.check(item)
                 else:
                     reading = scale.guard.check(parse_line(item, scale.fmt))
             except ParseError as exc:

@@ -34,7 +34,7 @@ from producers.scales import (
     parse_toledo,
     to_frame,
 )
-from producers.scales.formats import DecimalsGuard
+from producers.scales.guards import DecimalsGuard, ToledoGuard
 from tests.producers.corruption import flip
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -462,3 +462,30 @@ def test_framer_error_counts_do_not_depend_on_read_sizes(shared_data: Path, name
     framer = LineFramer(16)
     assert [x.kind for x in framer.feed(b"x" * 1000) if isinstance(x, ParseError)] == ["too_long"]
     assert [x.kind for x in framer.feed(b"y" * 1000 + b"\r\n") if isinstance(x, ParseError)] == []
+
+
+def test_toledo_guard_knows_the_scales_parity_and_configuration() -> None:
+    """SYNTHETIC frames: a flipped bit 7 breaks the (absent) parity; a flipped SWA is not this scale."""
+    guard = ToledoGuard()
+    guard.check(TOLEDO_KG_CKS)
+    guard.check(TOLEDO_KG_CKS)
+    with pytest.raises(ParseError) as info:
+        guard.check(TOLEDO_KG_CKS[:5] + bytes([TOLEDO_KG_CKS[5] | 0x80]) + TOLEDO_KG_CKS[6:])
+    assert info.value.kind == "parity"
+    other_decimals = TOLEDO_KG_CKS[:1] + b"\x2b" + TOLEDO_KG_CKS[2:]  # SWA: decimal code 3, not 4
+    with pytest.raises(ParseError) as info:
+        guard.check(other_decimals)
+    assert info.value.kind == "status"
+    motion = TOLEDO_KG_CKS[:2] + b"\x3b" + TOLEDO_KG_CKS[3:]  # net, sign, motion bits vary freely
+    guard.check(motion)
+    for _ in range(2):  # reconfigured: three agreeing frames in a row are adopted
+        with pytest.raises(ParseError):
+            guard.check(other_decimals)
+    guard.check(other_decimals)
+    # a 7E1 scale read as 8N1: bit 7 is even parity; a flipped bit anywhere breaks it
+    even = bytes(b | 0x80 if bin(b).count("1") % 2 else b for b in TOLEDO_NET_NEG_MOTION)
+    seven_e_one = ToledoGuard()
+    seven_e_one.check(even)
+    seven_e_one.check(even)
+    with pytest.raises(ParseError):
+        seven_e_one.check(even[:6] + bytes([even[6] ^ 0x01]) + even[7:])
