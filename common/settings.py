@@ -257,7 +257,7 @@ class GpsNmeaSettings(Section):
     device: str | None = None
     """Device name; default the last part of ``url`` (``gps0`` for /dev/gps0)."""
     strict_checksum: bool = False
-    """Reject sentences without a ``*hh`` checksum (counted as ``checksum``); default accepts them."""
+    """Reject sentences without a ``*hh`` checksum (``checksum``); default: only types this receiver sent with one."""
     min_date: date = date(2025, 1, 1)
     """Week-rollover check: a receiver date before this is moved forward by 1024 weeks."""
     epoch_idle_s: float = Field(default=0.3, gt=0)
