@@ -31,15 +31,12 @@ from common.errors import ParseError, SourceUnavailableError
 from common.schema import Channel, Frame, Quality
 from common.settings import AfrSerialSettings, MtsAuxSettings, Settings
 from producers.mts_consistency import MtsConsistency
-from producers.mts_words import AuxWord, LambdaWord
+from producers.mts_words import FUNCTIONS, AuxWord, LambdaWord, check_lambda
 
 logger = logging.getLogger(__name__)
 
 MAX_WORDS = 64
 """Longest accepted payload: 32 channels of at most 2 words (SDK: "at most 32 channels")."""
-
-FUNCTIONS = ("lambda", "o2", "free_air_cal", "cal_needed", "warmup", "heater_cal", "error", "reserved")
-"""Lambda channel function codes F=0..7 as status labels."""
 
 ERROR_CODES = {
     1: "heater short",
@@ -52,18 +49,6 @@ ERROR_CODES = {
     8: "sensor timing",
 }
 """LC-1 manual Appendix C; codes above 8 exist but were not checked, so they are reported by number."""
-
-
-STOICH_X10 = (60, 180)
-"""Plausible AFR multipliers x10: methanol 6.4 ... CNG 17.2 (gasoline 14.7, E85 9.8, diesel 14.5, LPG 15.5)."""
-
-VALUE_LIMITS: dict[int, tuple[int, int]] = {
-    0: (0, 1023),  # lambda 0.5 .. 1.523 (LC-1 range; "lean max" 22.4 AFR on gasoline)
-    1: (0, 250),  # O2 0 .. 25.0 %: free air is 20.9 %, exhaust has less
-    4: (0, 1000),  # warm-up progress 0 .. 100.0 %
-    6: (1, 15),  # error codes: LC-1 App. C lists 1-9 (codes above 8 unchecked); 0 is no error
-}
-"""Plausible 13-bit values L per function code (others: any)."""
 
 
 def is_header(hi: int, lo: int) -> bool:
@@ -203,22 +188,6 @@ def parse_packet(packet: bytes) -> list[LambdaWord | AuxWord] | None:
         if isinstance(ch, AuxWord) and ch.value > 1023:  # bits 12-10 unused: "all devices use 10 bits"
             raise ParseError(f"aux value {ch.value} above 1023", "channel")
     return out
-
-
-def check_lambda(word: LambdaWord) -> LambdaWord:
-    """``word`` if its function code, multiplier and value are consistent; else ParseError(kind=value).
-
-    MTS has no checksum, so these are what stops line noise: F=7 is reserved, the multiplier is a
-    fuel's stoichiometric ratio, and each function's value has its own range (``VALUE_LIMITS``).
-    """
-    if word.function == 7:
-        raise ParseError("lambda word with the reserved function code 7", "value")
-    if not STOICH_X10[0] <= word.stoich_x10 <= STOICH_X10[1]:
-        raise ParseError(f"stoichiometric ratio {word.stoich_x10 / 10} is no fuel's", "value")
-    low, high = VALUE_LIMITS.get(word.function, (0, 8191))
-    if not low <= word.value <= high:
-        raise ParseError(f"function {FUNCTIONS[word.function]} value {word.value} outside {low}..{high}", "value")
-    return word
 
 
 def lambda_channels(name: str, word: LambdaWord) -> list[Channel]:
