@@ -285,7 +285,7 @@ class GpsNmeaSettings(Section):
     device: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LEN)
     """Device name; default the last part of ``url`` (``gps0`` for /dev/gps0)."""
     strict_checksum: bool = False
-    """Reject sentences without a ``*hh`` checksum (counted as ``checksum``); default accepts them."""
+    """Reject sentences without a ``*hh`` checksum (``checksum``); default: only types this receiver sent with one."""
     min_date: date = date(2025, 1, 1)
     """Week-rollover check: a receiver date before this is moved forward by 1024 weeks."""
     epoch_idle_s: float = Field(default=0.3, gt=0)
@@ -334,6 +334,24 @@ class ObdSettings(Section):
         return value
 
 
+class JetDriveAlias(Section):
+    """A JETDRIVE provider channel published under a canonical name, so the range table applies."""
+
+    channel: str
+    """Canonical channel name (a key of the range table: ``rpm``, ``torque``, ``horsepower`` ...)."""
+    unit: str | None = None
+    """Apply only when the provider declares this unit (``N*m``); None = any unit."""
+
+
+DEFAULT_JETDRIVE_ALIASES: dict[str, JetDriveAlias] = {
+    # Dynojet Power Core names (rob9206/DynoAI_3 jetdrive_client.py, real hardware); the wire is SI,
+    # and the range check converts (N*m -> ft_lb, kW -> hp): the value stays as sent.
+    "Engine RPM": JetDriveAlias(channel="rpm", unit="rpm"),
+    "Torque": JetDriveAlias(channel="torque", unit="N*m"),
+    "Power": JetDriveAlias(channel="horsepower", unit="kW"),
+}
+
+
 class DynoUdpSettings(Section):
     group: str = "224.0.2.10"
     """JETDRIVE multicast group; a unicast address (127.0.0.1) listens point-to-point instead."""
@@ -349,6 +367,8 @@ class DynoUdpSettings(Section):
     """Values held per provider while their channel is unknown; beyond this the oldest are dropped."""
     hold_s: float = Field(default=5.0, ge=0)
     """Held values still unknown after this long are dropped (and counted)."""
+    aliases: dict[str, JetDriveAlias] = Field(default_factory=lambda: dict(DEFAULT_JETDRIVE_ALIASES))
+    """Provider channel name (any case) -> canonical channel and the unit it must have, as JSON."""
 
 
 class MtsAuxSettings(Section):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import serial
@@ -31,14 +30,13 @@ from common.clock import Clock, SystemClock
 from common.errors import ParseError, SourceUnavailableError, unexpected
 from common.schema import Channel, Frame, Quality
 from common.settings import AfrSerialSettings, MtsAuxSettings, Settings
+from producers.mts_consistency import MtsConsistency
+from producers.mts_words import FUNCTIONS, AuxWord, LambdaWord, check_lambda
 
 logger = logging.getLogger(__name__)
 
 MAX_WORDS = 64
 """Longest accepted payload: 32 channels of at most 2 words (SDK: "at most 32 channels")."""
-
-FUNCTIONS = ("lambda", "o2", "free_air_cal", "cal_needed", "warmup", "heater_cal", "error", "reserved")
-"""Lambda channel function codes F=0..7 as status labels."""
 
 ERROR_CODES = {
     1: "heater short",
@@ -70,11 +68,17 @@ class MtsSplitter:
     Error kinds: ``garbage`` (bytes before a header), ``truncated`` (a header arrived inside a
     packet), ``length`` (no header where the announced length ends, or an impossible length).
     Payload bytes always have bit 7 clear, so a high byte inside a packet is a resync point.
+
+    MTS has no checksum, so a packet is released only once the next packet's header has arrived
+    where its announced length ends (the devices stream without pause, about 12 packets/s): the
+    newest packet waits for the next one. ``flush()`` releases a held packet unverified, for when
+    the line has gone quiet. One error per resynchronisation, whatever the read sizes.
     """
 
     def __init__(self, max_buffer: int = 4096) -> None:
         self._buf = bytearray()
         self._max_buffer = max_buffer
+        self._syncing = False
 
     def feed(self, data: bytes) -> list[bytes | ParseError]:
         self._buf += data
@@ -83,11 +87,26 @@ class MtsSplitter:
             item = self._next()
             if item is None:
                 break
+            if isinstance(item, ParseError):
+                if self._syncing:
+                    continue  # the same resynchronisation: counted once
+                self._syncing = True
+            else:
+                self._syncing = False
             out.append(item)
         if len(self._buf) > self._max_buffer:  # unreachable with MAX_WORDS, kept as a hard bound
             out.append(ParseError(f"{len(self._buf)} bytes without a packet", "garbage"))
             self._buf.clear()
         return out
+
+    def flush(self) -> list[bytes]:
+        """The held packet, if the buffer holds exactly one whole packet (not verified by a next header)."""
+        buf = self._buf
+        if len(buf) >= 2 and is_header(buf[0], buf[1]) and len(buf) == 2 + 2 * packet_words(buf[0], buf[1]):
+            packet = bytes(buf)
+            buf.clear()
+            return [packet]
+        return []
 
     def _next(self) -> bytes | ParseError | None:
         buf = self._buf
@@ -97,6 +116,7 @@ class MtsSplitter:
             return ParseError(f"{start} bytes of line noise before a header", "garbage")
         if len(buf) < 2:
             return None
+        self._syncing = False  # a header: the resynchronisation (if any) ended; what follows is new
         words = packet_words(buf[0], buf[1])
         if words > MAX_WORDS:
             del buf[:1]
@@ -106,10 +126,9 @@ class MtsSplitter:
             if buf[j] & 0x80:
                 del buf[:j]
                 return ParseError(f"packet cut after {j} of {end} bytes", "truncated")
-        if len(buf) < end:
-            return None
-        # Validate by the next header where the data allows (protocols.md §3).
-        if len(buf) >= end + 2 and not is_header(buf[end], buf[end + 1]):
+        if len(buf) < end + 2:
+            return None  # wait for the next header (protocols.md §3)
+        if not is_header(buf[end], buf[end + 1]):
             del buf[:2]
             return ParseError(f"no header where the {end}-byte packet ends", "length")
         packet = bytes(buf[:end])
@@ -124,22 +143,6 @@ class MtsSplitter:
                 return i
         # Keep a last byte with bit 7 set: it may be the first half of a header.
         return len(buf) - 1 if buf and buf[-1] & 0x80 else len(buf)
-
-
-@dataclass(frozen=True, slots=True)
-class LambdaWord:
-    """One lambda/AFR channel: function F, stoichiometric AFR x10, 13-bit value L."""
-
-    function: int
-    stoich_x10: int
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class AuxWord:
-    """One aux channel: 10-bit value 0..1023 (13 bits on the wire)."""
-
-    value: int
 
 
 def _word(packet: bytes, i: int) -> int:
@@ -179,8 +182,11 @@ def parse_packet(packet: bytes) -> list[LambdaWord | AuxWord] | None:
         w1 = _word(packet, i + 2)
         if w1 & 0xC080:
             raise ParseError(f"lambda value word {w1:04X} at byte {i + 2} is malformed", "channel")
-        out.append(LambdaWord((w >> 10) & 7, ((w >> 1) & 0x80) | (w & 0x7F), _value13(w1)))
+        out.append(check_lambda(LambdaWord((w >> 10) & 7, ((w >> 1) & 0x80) | (w & 0x7F), _value13(w1))))
         i += 4
+    for ch in out:
+        if isinstance(ch, AuxWord) and ch.value > 1023:  # bits 12-10 unused: "all devices use 10 bits"
+            raise ParseError(f"aux value {ch.value} above 1023", "channel")
     return out
 
 
@@ -262,8 +268,17 @@ def decode(
         return unexpected(exc, f"packet {item[:16].hex()}")
 
 
+Stamp = tuple[datetime, int]
+"""When a packet arrived: (received_at, host monotonic ns); it travels with the held packet."""
+
+
 class AfrSerialSource:
-    """Reads an MTS chain from a pyserial URL (19200 8N1); one frame per data packet."""
+    """Reads an MTS chain from a pyserial URL (19200 8N1); one frame per data packet.
+
+    Each packet waits for the next (MtsSplitter: its header; MtsConsistency: its values), so a frame
+    is published one packet late, stamped with its own receive time; when the line goes quiet (a
+    read returns nothing) the held packet is judged by its predecessor alone.
+    """
 
     source = "afr_serial"
 
@@ -273,6 +288,7 @@ class AfrSerialSource:
         self.clock = clock or SystemClock()
         self._port: serial.SerialBase | None = None
         self._splitter = MtsSplitter()
+        self._consistency: MtsConsistency[Stamp] = MtsConsistency()
 
     def open(self) -> None:
         try:
@@ -280,6 +296,7 @@ class AfrSerialSource:
         except (serial.SerialException, OSError, ValueError) as exc:
             raise SourceUnavailableError(f"cannot open {self.settings.url!r}: {exc}") from None
         self._splitter = MtsSplitter()  # a new connection starts mid-packet
+        self._consistency.reset()
 
     def close(self) -> None:
         if self._port is not None:
@@ -307,14 +324,38 @@ class AfrSerialSource:
                 data += self._port.read(self._port.in_waiting)
         except (serial.SerialException, OSError) as exc:
             raise SourceUnavailableError(f"{self.settings.url}: {exc}") from None
-        if not data:
-            return []
+        # A read with no bytes: the line went quiet, so no next packet will verify the held one.
+        items: Sequence[bytes | ParseError] = self._splitter.feed(data) if data else self._splitter.flush()
         now, mono = self.clock.now(), self.clock.monotonic_ns()
         out: list[Frame | ParseError] = []
-        for item in self._splitter.feed(data):
-            decoded = decode(item, self.settings, self.device, now, mono) if isinstance(item, bytes) else item
-            if decoded is not None:
-                out.append(decoded)
+        for item in items:
+            if isinstance(item, ParseError):
+                out.append(item)
+                continue
+            try:
+                channels = parse_packet(item)
+            except ParseError as exc:
+                out.append(exc)
+                continue
+            if channels is not None:  # None: a response packet, not decoded
+                out.extend(self._frames(self._consistency.push(channels, (now, mono))))
+        if not data:
+            out.extend(self._frames(self._consistency.flush()))
+        return out
+
+    def _frames(
+        self, verdicts: Sequence[tuple[Sequence[LambdaWord | AuxWord], Stamp] | ParseError]
+    ) -> list[Frame | ParseError]:
+        out: list[Frame | ParseError] = []
+        for verdict in verdicts:
+            if isinstance(verdict, ParseError):
+                out.append(verdict)
+                continue
+            channels, (received_at, mono) = verdict
+            try:
+                out.append(to_frame(channels, self.settings, self.device, received_at, mono))
+            except ParseError as exc:
+                out.append(exc)
         return out
 
 

@@ -22,6 +22,7 @@ from common.clock import Clock, SystemClock
 from common.errors import ConfigError, ParseError, SourceUnavailableError, unexpected
 from common.schema import Channel, Frame, Priority, Quality
 from common.settings import Settings
+from producers.obd_decoders import decode_dtcs, decode_vin, vin_check_digit_ok
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,13 @@ CHANNEL_NAMES: dict[str, str] = {
 DTC_COMMANDS: dict[str, str] = {"GET_DTC": "dtc", "GET_CURRENT_DTC": "pending_dtc", "FREEZE_DTC": "freeze_dtc"}
 """Trouble-code commands -> channel prefix; their frames go out on the critical stream."""
 
+RAW_DTC_SERVICES: dict[str, int] = {"GET_DTC": 0x43, "GET_CURRENT_DTC": 0x47}
+"""Trouble-code commands decoded from their raw answer (obd_decoders), by positive-answer service byte.
+No answer or ``NO DATA`` is no_data, never "no codes"; ``43 00`` (the ECU's "none") is no codes."""
+
+CAN_PROTOCOLS = frozenset("6789A")
+"""ELM327 protocol ids of ISO 15765-4 (CAN), whose trouble-code answers carry a count byte."""
+
 
 def channel_name(command: str) -> str:
     """The channel a python-OBD command is published as (``RPM`` -> ``rpm``)."""
@@ -87,7 +95,7 @@ def dtc_channels(prefix: str, value: object) -> tuple[Channel, ...]:
     items = [value] if isinstance(value, tuple) else value
     if not isinstance(items, list) or not all(isinstance(i, tuple) and i and isinstance(i[0], str) for i in items):
         raise ParseError(f"{prefix}: expected a list of (code, description), got {type(value).__name__}", "type")
-    codes = ",".join(i[0] for i in items)
+    codes = ",".join(i[0].upper() for i in items)  # SAE J2012 writes U100F; python-OBD says U100f
     return (Channel(prefix, codes), Channel(prefix + "_count", float(len(items)), "count"))
 
 
@@ -187,6 +195,8 @@ class ObdSource:
         self._retry_car_at = 0.0
         self._report_no_car = False
         self._new_vin = False
+        self._errors: list[ParseError] = []
+        self._can = True
 
     @property
     def exhausted(self) -> bool:
@@ -201,6 +211,7 @@ class ObdSource:
         self._conn = conn
         self._lost = None
         self._car = conn.status() == obd.OBDStatus.CAR_CONNECTED
+        self._can = str(conn.protocol_id()) in CAN_PROTOCOLS
         self._retry_car_at = self._now() + self.car_retry_s
         self._report_no_car = not self._car
         self.schedule.reset()
@@ -242,15 +253,19 @@ class ObdSource:
         dtcs: list[Channel] = []
         errors: list[Frame | ParseError] = []
         if self._new_vin and self.vin is not None:
-            values.append(Channel("vin", self.vin))
+            # the check digit is mandatory in North America (WMI 1-5) only
+            checked = self.vin[0] not in "12345" or vin_check_digit_ok(self.vin)
+            values.append(Channel("vin", self.vin, "", Quality.GOOD if checked else Quality.WARN))
             self._new_vin = False
+        errors += self._errors
+        self._errors = []
         for command in due:
             response = self._conn.query(self.commands[command], force=True)
             if self._conn.status() == obd.OBDStatus.NOT_CONNECTED:
                 self._lost = f"{self.device}: adapter disconnected"  # raised by the next read()
                 break
             try:
-                channels = self._channels(command, response.value)
+                channels = self._channels(command, response)
             except ParseError as exc:
                 errors.append(exc)
                 continue
@@ -266,15 +281,27 @@ class ObdSource:
         ]
         return frames + errors
 
-    def _channels(self, command: str, value: object) -> tuple[Channel, ...]:
+    def _channels(self, command: str, response: Any) -> tuple[Channel, ...]:
+        if command in RAW_DTC_SERVICES:
+            return self._dtc_channels(command, response)
         # python-OBD returns a null response (value None) for NO DATA, UNABLE TO CONNECT, a
         # timeout or an unsupported PID; it does not say which.
+        value = response.value
         if value is None:
             return no_data_channels(command, self.units)
         channels = decode_value(command, value)
         for ch in channels:
             self.units[ch.name] = ch.unit
         return channels
+
+    def _dtc_channels(self, command: str, response: Any) -> tuple[Channel, ...]:
+        """Trouble codes from the raw answer: python-OBD reads ``NO DATA`` as an empty list."""
+        payloads = [bytes(m.data) for m in response.messages if m.data]  # NO DATA: a message without data
+        if not payloads:
+            return no_data_channels(command, self.units)
+        codes = decode_dtcs(payloads, RAW_DTC_SERVICES[command], can=self._can)
+        name = channel_name(command)
+        return (Channel(name, ",".join(codes)), Channel(name + "_count", float(len(codes)), "count"))
 
     def _read_without_car(self, timeout: float) -> list[Frame | ParseError]:
         """Ignition off: one no_data frame per attempt to reach the car, every ``car_retry_s``."""
@@ -294,14 +321,21 @@ class ObdSource:
         return self.clock.monotonic_ns() / 1e9
 
     def _read_vin(self) -> None:
+        """The VIN from the raw service 09 PID 02 answer (python-OBD's decoder trims it)."""
         response = self._conn.query(obd.commands.VIN, force=True)
-        if isinstance(response.value, bytes | bytearray):
-            vin = decode_text(response.value)
-            if vin:
-                if vin != self.vin:
-                    logger.info("%s: VIN %s", self.device, vin)
-                self.vin = vin
-                self._new_vin = True
+        payloads = [bytes(m.data) for m in response.messages if m.data]
+        if not payloads:
+            return  # no answer: nothing to say
+        try:
+            vin = decode_vin(payloads)
+        except ParseError as exc:
+            logger.warning("%s: %s", self.device, exc)
+            self._errors.append(exc)
+            return
+        if vin != self.vin:
+            logger.info("%s: VIN %s", self.device, vin)
+        self.vin = vin
+        self._new_vin = True
 
 
 def from_settings(s: Settings) -> ObdSource:

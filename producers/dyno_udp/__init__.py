@@ -10,7 +10,10 @@ Ping/Pong clock offsets, held values, sequence loss), and ``DynoUdpSource`` belo
   id negotiation is not done: a collision is unlikely among a handful of nodes and shows as
   ``own`` messages we did not send). Multicast replies go to the group, as the reference does;
   in unicast mode they go back to the datagram's sender.
-* Values stay in the SI units of the wire (``wire.UNITS``); channel names are the provider's.
+* Values are the exact float32 of the wire, in its SI units (``wire.UNITS``); channel names are the
+  provider's, except where the alias table (``TELEMETRY_DYNO_UDP__ALIASES``; defaults for Dynojet's
+  ``Engine RPM``, ``Torque`` in N*m, ``Power`` in kW) names the canonical channel (``rpm``,
+  ``torque``, ``horsepower``) whose range the validator checks after converting the unit.
 * Counts: ``source.decoder.stats`` (``lost_messages``, ``out_of_order``, ``held_dropped``, ``pongs``
   ...); losses and dropped values are also returned as ParseErrors (kinds ``seq_gap``,
   ``unknown_channel``) so the run loop counts them.
@@ -24,12 +27,12 @@ import os
 import select
 import socket
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from common.clock import Clock, SystemClock
 from common.errors import ParseError, SourceUnavailableError
 from common.schema import Frame
-from common.settings import Settings
+from common.settings import JetDriveAlias, Settings
 from producers.dyno_udp.decoder import TIME_SOURCE, JetDriveDecoder
 
 __all__ = ["TIME_SOURCE", "DynoUdpSource", "JetDriveDecoder", "from_settings", "open_socket"]
@@ -77,6 +80,7 @@ class DynoUdpSource:
         host_id: int = 0,
         clock: Clock | None = None,
         socket_factory: Callable[[], socket.socket] | None = None,
+        aliases: Mapping[str, JetDriveAlias] | None = None,
         **decoder_options: int,
     ) -> None:
         self.group = group
@@ -86,7 +90,7 @@ class DynoUdpSource:
         self.clock = clock or SystemClock()
         self.socket_factory = socket_factory or (lambda: open_socket(group, port, interface))
         host_id = host_id or 1 + int.from_bytes(os.urandom(2), "little") % 0xFFFE
-        self.decoder = JetDriveDecoder(host_id, **decoder_options)
+        self.decoder = JetDriveDecoder(host_id, aliases=aliases, **decoder_options)
         self.send_errors = 0
         self._sock: socket.socket | None = None
 
@@ -156,4 +160,5 @@ def from_settings(s: Settings) -> DynoUdpSource:
         ping_interval_ms=int(d.ping_interval_s * 1000),
         hold_max=d.hold_max,
         hold_ms=int(d.hold_s * 1000),
+        aliases=d.aliases,
     )

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from common.errors import ParseError, unexpected
 from common.schema import Channel, Frame, Quality
+from common.settings import JetDriveAlias
 from producers.dyno_udp import wire
 
 TIME_SOURCE = "time_source"
@@ -73,6 +75,15 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
 
 
+def canonical_name(aliases: Mapping[str, JetDriveAlias], name: str, unit: str) -> str:
+    """The channel a provider's channel is published as: its alias (name any case, unit as required)."""
+    folded = name.casefold()
+    alias = next((a for key, a in aliases.items() if key.casefold() == folded), None)
+    if alias is None or (alias.unit is not None and alias.unit != unit):
+        return name
+    return alias.channel
+
+
 def seq_gap(last: int, seq: int) -> int:
     """Messages missing between ``last`` and ``seq`` (u8, wraps 255 -> 0); >= 128 means reordered."""
     return (seq - (last + 1)) & 0xFF
@@ -89,6 +100,7 @@ class JetDriveDecoder:
         hold_ms: int = 5000,
         request_interval_ms: int = 1000,
         max_providers: int = 256,
+        aliases: Mapping[str, JetDriveAlias] | None = None,
     ) -> None:
         if not 0 < host_id < wire.ALL_HOSTS:
             raise ValueError(f"host id must be 1..0xFFFE, got {host_id}")
@@ -98,6 +110,8 @@ class JetDriveDecoder:
         self.hold_ms = hold_ms
         self.request_interval_ms = request_interval_ms
         self.max_providers = max_providers
+        self.aliases = dict(aliases or {})
+        """Provider channel name (any case) -> canonical channel (see ``canonical_name``)."""
         self.providers: dict[int, _Provider] = {}
         self.outbox: list[Outbound] = []
         self.stats: Counter[str] = Counter()
@@ -214,7 +228,9 @@ class JetDriveDecoder:
         p.device = device
         for c in channels:
             others = {d.name for cid, d in p.channels.items() if cid != c.channel_id}
-            name = c.name if c.name not in others and c.name != TIME_SOURCE else f"{c.name} #{c.channel_id}"
+            canonical = canonical_name(self.aliases, c.name, c.unit)
+            unique = canonical not in others and canonical != TIME_SOURCE
+            name = canonical if unique else f"{canonical} #{c.channel_id}"
             p.channels[c.channel_id] = wire.ChannelDef(c.channel_id, name, c.unit)
         known = [h for h in p.held if h.channel_id in p.channels]
         p.held = deque(h for h in p.held if h.channel_id not in p.channels)

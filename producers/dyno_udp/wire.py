@@ -123,13 +123,14 @@ def parse_channel_info(value: bytes) -> tuple[str, list[ChannelDef]]:
 
 
 def parse_channel_values(value: bytes) -> list[Sample]:
-    """ChannelValues value -> samples (float32 rounded to 7 significant digits, NaN kept)."""
+    """ChannelValues value -> samples: the exact float32 sent, as a float64 (NaN kept)."""
     if len(value) % VALUE_RECORD.size:
         raise ParseError(f"ChannelValues of {len(value)} bytes is not n*10", "length")
     out = []
     for channel_id, ts, raw in VALUE_RECORD.iter_unpack(value):
-        # float32 carries ~7 significant digits; printing more only shows binary noise (13.699999809)
-        out.append(Sample(channel_id, ts, float(f"{raw:.7g}")))
+        # Exactly the float32 that was sent (every float32 is a float64): no rounding to 7 digits,
+        # which changed 17975.564453125 into 17975.56, a number the provider never sent.
+        out.append(Sample(channel_id, ts, raw))
     return out
 
 

@@ -20,7 +20,21 @@ host date nearest to the receive time. Week-rollover check: a receiver date earl
 ``min_date`` is moved forward by 1024 weeks (as often as needed, at most 4 times) and
 counted in ``rollovers``: GPS broadcasts a 10-bit week number, so a receiver whose firmware
 epoch has passed reports dates exactly 1024 weeks (19.6 years) early. An epoch without any
-timed sentence is dated by its receive time.
+timed sentence is dated by its receive time. Every frame says which date it carries in the text
+channel ``date_source``: ``receiver`` (RMC/ZDA of this epoch), ``previous`` (carried from an earlier
+epoch) or ``host`` (no receiver date yet: the host's; quality ``warn``).
+
+Counts: ``satellites_used`` is the number of distinct satellites (system, PRN) listed in the
+epoch's GSA sentences, so a receiver listing its GPS satellites in both ``$GPGSA`` and ``$GNGSA``
+counts them once; without GSA it is what GGA or GNS states. ``satellites_in_view`` is the sum over
+constellations (GSV talkers, including vendor ``$PQGSV``) of each one's largest per-signal count.
+
+Rejected lines (issue 14, finding 3): when a line that was (or looked like) a sentence is rejected,
+the epoch in progress and the next one are *incomplete*: the values
+built from groups of sentences or from sentences without a time, which the rejected line may have
+belonged to or changed (``GROUP_CHANNELS``: satellite counts, DOPs, fix mode, speed, course), are
+published with quality ``warn``, never ``good``. Values of sentences carrying the epoch's own fix
+time (position, altitude, fix quality, GST sigmas) stay ``good``: their time proves their epoch.
 """
 
 from __future__ import annotations
@@ -37,6 +51,14 @@ GPS_EPOCH = dt.date(1980, 1, 6)
 """Week 0 of GPS time. Receivers without a date send earlier ones (MTK: 1980-01-05): ignored."""
 DEFAULT_MIN_DATE = dt.date(2025, 1, 1)
 """Earliest plausible receiver date: about this code's release. Dates before it are rolled over."""
+
+GROUP_CHANNELS = frozenset(
+    ["satellites_used", "satellites_in_view", "hdop", "vdop", "pdop", "fix_mode", "speed", "course"]
+)
+"""Channels computed from several sentences or from untimed ones: ``warn`` in an incomplete epoch."""
+
+DATE_SOURCE = "date_source"
+"""Text channel of every frame: ``receiver``, ``previous`` or ``host`` (see the module docstring)."""
 
 _WARN_QUALITIES = frozenset([6.0, 7.0, 8.0])  # GGA: estimated (dead reckoning), manual, simulation
 
@@ -59,7 +81,8 @@ class _Epoch:
     no_fix: bool = False
     values: dict[str, float | None] = field(default_factory=dict)
     in_view: dict[tuple[str, str], int] = field(default_factory=dict)
-    used_prns: int | None = None
+    used: set[tuple[str, int]] | None = None
+    incomplete: bool = False
 
 
 class EpochAssembler:
@@ -72,8 +95,10 @@ class EpochAssembler:
         self.rollovers = 0
         """Epochs whose receiver date was corrected for a GPS week rollover."""
         self._epoch: _Epoch | None = None
+        self._incomplete_next = False
         self._date: dt.date | None = None
         self._tod: dt.time | None = None
+        self._date_source = "previous"
 
     def reset(self) -> None:
         """Forget the epoch in progress and the dates learnt (after an unexpected error)."""
@@ -91,9 +116,20 @@ class EpochAssembler:
             out = self.flush()
             epoch = None
         if epoch is None:
-            epoch = self._epoch = _Epoch(received_at, monotonic_ns)
+            epoch = self._epoch = _Epoch(received_at, monotonic_ns, incomplete=self._incomplete_next)
+            self._incomplete_next = False
         _merge(epoch, update)
         return out
+
+    def reject(self) -> None:
+        """A sentence was rejected: the epoch in progress and the next one are incomplete.
+
+        Both, because a rejected line has no time we can trust: it may have been the first timed
+        sentence of the next epoch, whose untimed followers (GSA, GSV, VTG) then join this one.
+        """
+        if self._epoch is not None:
+            self._epoch.incomplete = True
+        self._incomplete_next = True
 
     def flush(self) -> list[Frame]:
         """Emit the epoch in progress (if any) as a Frame."""
@@ -104,25 +140,32 @@ class EpochAssembler:
         if not channels:
             return []
         try:
-            observed_at = self._observed_at(epoch)
+            observed_at, date_source = self._observed_at(epoch)
         except OverflowError:  # a date at the end of the calendar (a corrupt RMC/ZDA) and the next day
             self._date = self._tod = None
             raise ParseError("epoch date beyond the calendar (a corrupt RMC or ZDA date)", "field") from None
+        quality = Quality.WARN if date_source == "host" else Quality.GOOD
+        channels += (Channel(DATE_SOURCE, date_source, "", quality),)
         return [Frame(self.source, self.device, observed_at, epoch.received_at, epoch.monotonic_ns, channels)]
 
-    def _observed_at(self, epoch: _Epoch) -> dt.datetime:
+    def _observed_at(self, epoch: _Epoch) -> tuple[dt.datetime, str]:
         if epoch.time is None:
-            return epoch.received_at
+            return epoch.received_at, "host"
         if epoch.date is not None and epoch.date >= GPS_EPOCH:
             date, steps = correct_rollover(epoch.date, self.min_date)
             self.rollovers += steps > 0
+            source = "receiver"
         elif self._date is not None and self._tod is not None:
             wrapped = self._tod.hour >= 12 > epoch.time.hour and epoch.time < self._tod
             date = self._date + dt.timedelta(days=1) if wrapped else self._date
+            source = self._date_source
         else:
             date = _nearest_date(epoch.time, epoch.received_at)
+            source = "host"
         self._date, self._tod = date, epoch.time
-        return dt.datetime.combine(date, epoch.time, tzinfo=dt.UTC)
+        # a date carried from a host-dated epoch is still the host's
+        self._date_source = "host" if source == "host" else "previous"
+        return dt.datetime.combine(date, epoch.time, tzinfo=dt.UTC), source
 
 
 def _merge(epoch: _Epoch, update: Update) -> None:
@@ -137,8 +180,8 @@ def _merge(epoch: _Epoch, update: Update) -> None:
     if update.in_view is not None:
         signal, count = update.in_view
         epoch.in_view[(update.talker, signal)] = count
-    if update.used_prns is not None:
-        epoch.used_prns = (epoch.used_prns or 0) + update.used_prns
+    if update.used is not None:
+        epoch.used = (epoch.used or set()) | update.used
 
 
 def _channels(epoch: _Epoch) -> tuple[Channel, ...]:
@@ -150,9 +193,9 @@ def _channels(epoch: _Epoch) -> tuple[Channel, ...]:
         values["satellites_in_view"] = float(
             sum(max(n for (t, _), n in epoch.in_view.items() if t == talker) for talker in talkers)
         )
-    if epoch.used_prns is not None:
+    if epoch.used is not None:
         # GGA caps its count at 12 on many receivers; GSA lists the satellites of each system.
-        values["satellites_used"] = max(values.get("satellites_used") or 0, epoch.used_prns)
+        values["satellites_used"] = float(len(epoch.used))
     has_position = values.get("latitude") is not None
     if epoch.no_fix:
         values["fix_mode"] = 1.0
@@ -168,7 +211,8 @@ def _channels(epoch: _Epoch) -> tuple[Channel, ...]:
         if value is None:
             out.append(Channel(name, None, unit, Quality.NO_DATA))
         else:
-            quality = Quality.WARN if warn and name in FIX_CHANNELS else Quality.GOOD
+            flagged = (warn and name in FIX_CHANNELS) or (epoch.incomplete and name in GROUP_CHANNELS)
+            quality = Quality.WARN if flagged else Quality.GOOD
             out.append(Channel(name, float(value), unit, quality))
     return tuple(out)
 

@@ -4,7 +4,9 @@ Rule: a line ends at CR or LF; the sentence candidate is the line from its **las
 NMEA never puts ``$`` inside a sentence, so whatever precedes the last ``$`` is junk
 (line noise, a merged partial sentence, or UBX binary, which may itself contain ``$``).
 Taking the first ``$`` instead would keep a UBX ``$`` byte and lose the real sentence.
-A line with no ``$`` at all is reported as ``non_nmea`` unless it is blank.
+A line with no ``$`` at all is reported as ``non_nmea`` unless it is blank, or as ``no_dollar``
+when it looks like a sentence that lost its ``$`` to line noise (a talker and type followed by a
+comma, or a trailing ``*hh``), so the epoch it belonged to is known to be incomplete.
 Buffers are bounded: a candidate longer than ``max_line`` bytes is dropped (``too_long``),
 and junk without any ``$`` is never kept beyond ``max_line`` bytes.
 """
@@ -19,6 +21,8 @@ MAX_LINE = 256
 """Longest sentence accepted (bytes). NMEA 0183 allows 82; u-blox/GSV extensions stay well under 256."""
 
 _LINE_END = re.compile(rb"[\r\n]")
+_DAMAGED = re.compile(rb"[A-Z]{5},|,[^,]*\*[0-9A-Fa-f]{2}\s*$")
+"""A line that looks like an NMEA sentence whose ``$`` was lost."""
 
 
 class LineSplitter:
@@ -55,6 +59,8 @@ class LineSplitter:
         if dollar < 0:
             if dropped == "too_long":
                 out.append(ParseError(f"sentence longer than {self.max_line} bytes", "too_long"))
+            elif _DAMAGED.search(line):
+                out.append(ParseError(f"sentence without its '$': {_show(line)}", "no_dollar"))
             elif dropped or line.strip():
                 out.append(ParseError(f"non-NMEA line {_show(line)}", "non_nmea"))
             return

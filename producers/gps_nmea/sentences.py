@@ -6,11 +6,17 @@ ParseError and never an exception from a property. Rejections carry a bounded ``
 
 * ``checksum``     wrong checksum (or missing, when ``strict``)         pynmea2 ChecksumError
 * ``parse``        not a well-formed sentence (pynmea2 ParseError)
-* ``unsupported``  well-formed, but a talker or sentence type we do not decode
-                   (GBS, BOD, RMB, RTE, TXT, DTM, queries ...; includes pynmea2 SentenceTypeError)
+* ``unsupported``  well-formed, but a sentence type we do not decode (GBS, BOD, RMB, RTE, TXT, DTM,
+                   queries ...)
+* ``unknown_type`` a sentence type pynmea2 does not know (SentenceTypeError): line noise, mostly
+* ``unknown_talker`` a sentence we decode under a talker no receiver uses (GX...): line noise, mostly
 * ``proprietary``  ``$P...`` manufacturer sentences ($PGRM, $PMTK, $PUBX, $PSTI ...): skipped
-* ``field``        a decoded sentence with an impossible field (latitude 95 deg, month 13, a ZDA
-                   year after MAX_YEAR ...)
+* ``format``       a field count or field layout the sentence type does not allow (``fields.py``):
+                   a sentence cut by line noise, or one whose ``*`` was lost, with or without checksum
+* ``field``        a decoded sentence with an impossible field (latitude 95 deg, month 13, year 2150 ...)
+
+Vendor satellite sentences in GSV/GSA layout (``$PQGSV``/``$PQGSA``: Qualcomm/Quectel, the
+satellites of one constellation they report nowhere else) are decoded under the talker ``PQ``.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import pynmea2
 
 from common.errors import ParseError
 from common.units import convert
+from producers.gps_nmea.fields import check_fields
 
-TALKERS = frozenset(["GP", "GN", "GL", "GA", "GB", "BD"])
+TALKERS = frozenset(["GP", "GN", "GL", "GA", "GB", "BD", "GQ", "GI"])
 SENTENCES = frozenset(["GGA", "RMC", "VTG", "GSA", "GSV", "GST", "ZDA", "GNS", "GLL"])
 
 CHANNEL_UNITS: dict[str, str] = {
@@ -47,8 +54,19 @@ CHANNEL_UNITS: dict[str, str] = {
 }
 """Every channel this source emits and its unit (names from common/units.py)."""
 
-MAX_YEAR = 2200
-"""Latest receiver year believed; a later ZDA year (9999 from line noise) is a bad field, not a date."""
+MIN_YEAR, MAX_YEAR = 1980, 2099
+"""Receiver years accepted (ZDA, RMC): GPS time starts in 1980; later ones are corruption."""
+
+VENDOR_SATELLITE_SENTENCES: dict[str, tuple[str, str]] = {
+    # pynmea2 manufacturer + first data field -> (talker, layout). Qualcomm's loc_nmea sends QZSS in
+    # $PQGSV/$PQGSA; some Quectel firmwares send BeiDou there. Either way a constellation of its own.
+    "QGSV": ("PQ", "GSV"),
+    "QGSA": ("PQ", "GSA"),
+}
+"""Proprietary sentences whose vendor documents a standard GSV/GSA layout."""
+
+_SYSTEM_IDS = {"1": "GP", "2": "GL", "3": "GA", "4": "GB", "5": "GQ", "6": "GI"}
+"""NMEA 4.11 GNSS system id -> the talker of that constellation."""
 
 FIX_CHANNELS = frozenset(["latitude", "longitude", "altitude", "speed", "course"])
 """Channels that only mean something with a fix: no_data (never 0) without one."""
@@ -66,8 +84,8 @@ class Update:
     values: dict[str, float | None] = field(default_factory=dict)
     in_view: tuple[str, int] | None = None
     """GSV: (signal id or "", satellites in view of this talker's constellation on that signal)."""
-    used_prns: int | None = None
-    """GSA: number of satellites listed as used (one GSA per constellation in NMEA 4.11)."""
+    used: frozenset[tuple[str, int]] | None = None
+    """GSA: the satellites listed as used, as (system, PRN); one GSA per system in NMEA 4.11."""
 
 
 def parse_sentence(line: bytes, strict: bool = False) -> Update:
@@ -78,18 +96,27 @@ def parse_sentence(line: bytes, strict: bool = False) -> Update:
     except pynmea2.ChecksumError as exc:
         raise ParseError(f"bad checksum: {text[:90]!r}: {exc.args[0][0]}", "checksum") from None
     except pynmea2.SentenceTypeError:
-        raise ParseError(f"unknown sentence type: {text[:90]!r}", "unsupported") from None
+        raise ParseError(f"unknown sentence type: {text[:90]!r}", "unknown_type") from None
     except pynmea2.ParseError:
         raise ParseError(f"malformed sentence: {text[:90]!r}", "parse") from None
     if isinstance(msg, pynmea2.ProprietarySentence):
-        raise ParseError(f"proprietary sentence skipped: {text[:12]!r}", "proprietary")
+        vendor = VENDOR_SATELLITE_SENTENCES.get(msg.manufacturer + (msg.data[0] if msg.data else ""))
+        if vendor is None:
+            raise ParseError(f"proprietary sentence skipped: {text[:12]!r}", "proprietary")
+        return _decode(vendor[0], vendor[1], [str(f) for f in msg.data[1:]], text)
+    if isinstance(msg, pynmea2.TalkerSentence) and msg.talker not in TALKERS and msg.sentence_type in _DECODERS:
+        raise ParseError(f"unknown talker: {text[:12]!r}", "unknown_talker")
     if not isinstance(msg, pynmea2.TalkerSentence) or msg.talker not in TALKERS:
         raise ParseError(f"unsupported talker or query: {text[:12]!r}", "unsupported")
-    decoder = _DECODERS.get(msg.sentence_type)
-    if decoder is None:
+    if msg.sentence_type not in _DECODERS:
         raise ParseError(f"unsupported sentence {msg.sentence_type}: {text[:12]!r}", "unsupported")
+    return _decode(msg.talker, msg.sentence_type, [str(f) for f in msg.data], text)
+
+
+def _decode(talker: str, sentence: str, fields: list[str], text: str) -> Update:
+    check_fields(sentence, fields)
     try:
-        return decoder(msg.talker, [str(f) for f in msg.data])
+        return _DECODERS[sentence](talker, fields)
     except (ValueError, OverflowError) as exc:
         raise ParseError(f"bad field in {text[:90]!r}: {exc}", "field") from None
 
@@ -138,7 +165,14 @@ def _date_ddmmyy(text: str) -> dt.date | None:
         return None
     day, month, yy = int(text[0:2]), int(text[2:4]), int(text[4:6])
     # Two-digit year: 80-99 -> 19xx, else 20xx; the week-rollover check corrects the rest.
-    return dt.date(1900 + yy if yy >= 80 else 2000 + yy, month, day)
+    return _date(1900 + yy if yy >= 80 else 2000 + yy, month, day)
+
+
+def _date(year: int, month: int, day: int) -> dt.date:
+    """A calendar date within the years a receiver can send (ValueError otherwise)."""
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        raise ValueError(f"year {year}")
+    return dt.date(year, month, day)
 
 
 def _pad(raw: list[str], n: int = 20) -> list[str]:
@@ -201,16 +235,30 @@ def _gsa(talker: str, raw: list[str]) -> Update:
     if mode is not None and mode not in (1, 2, 3):
         raise ValueError(f"GSA fix type {mode}")
     values = {"fix_mode": mode, "pdop": _num(f[14]), "hdop": _num(f[15]), "vdop": _num(f[16])}
-    used = sum(1 for prn in f[2:14] if prn.strip())
-    return Update(talker, "GSA", no_fix=mode == 1, values=values, used_prns=used)
+    used = frozenset((gnss_system(talker, f[17], int(prn)), int(prn)) for prn in f[2:14] if prn)
+    return Update(talker, "GSA", no_fix=mode == 1, values=values, used=used)
+
+
+def gnss_system(talker: str, system_id: str, prn: int) -> str:
+    """The constellation of a satellite in a GSA, so one satellite listed twice counts once.
+
+    NMEA 4.10+ states it (system id field); otherwise the talker does, and for ``GN`` (combined)
+    the NMEA 2.3-4.0 PRN ranges: 1-64 GPS and SBAS, 65-96 GLONASS. A receiver listing GPS
+    satellites in both ``$GPGSA`` and ``$GNGSA`` thus names them the same way twice.
+    """
+    if system_id:
+        return _SYSTEM_IDS.get(system_id, system_id)
+    if talker == "GN":
+        return "GP" if prn <= 64 else "GL" if prn <= 96 else "GN"
+    return "GB" if talker == "BD" else talker
 
 
 def _gsv(talker: str, raw: list[str]) -> Update:
-    count = _int(_pad(raw)[2])
+    count = _int(raw[2])
     if count is None:
         return Update(talker, "GSV")
     signal = raw[-1] if (len(raw) - 3) % 4 == 1 else ""  # NMEA 4.10+: trailing signal id
-    return Update(talker, "GSV", in_view=(signal, count))
+    return Update("GB" if talker == "BD" else talker, "GSV", in_view=(signal, count))
 
 
 def _gst(talker: str, raw: list[str]) -> Update:
@@ -222,9 +270,10 @@ def _gst(talker: str, raw: list[str]) -> Update:
 def _zda(talker: str, raw: list[str]) -> Update:
     f = _pad(raw)
     day, month, year = _int(f[1]), _int(f[2]), _int(f[3])
-    if year is not None and year > MAX_YEAR:
-        raise ValueError(f"ZDA year {year} after {MAX_YEAR}")
-    date = dt.date(year, month, day) if day and month and year else None
+    date = _date(year, month, day) if day and month and year else None
+    hours, minutes = _int(f[4]), _int(f[5])
+    if (hours is not None and abs(hours) > 13) or (minutes is not None and minutes > 59):
+        raise ValueError(f"ZDA local zone {hours}:{minutes}")
     return Update(talker, "ZDA", _time(f[0]), date)
 
 

@@ -20,10 +20,16 @@ from common.errors import ParseError, SourceUnavailableError
 from common.schema import Frame
 from producers.gps_nmea.epochs import DEFAULT_MIN_DATE, EpochAssembler
 from producers.gps_nmea.framing import MAX_LINE, LineSplitter
-from producers.gps_nmea.sentences import parse_sentence
+from producers.gps_nmea.sentences import Update, parse_sentence
 
 READ_CHUNK = 4096
 """Most bytes taken from the port per read call."""
+
+INCOMPLETE_KINDS = frozenset(
+    ["checksum", "parse", "format", "field", "too_long", "no_dollar", "unknown_type", "unknown_talker"]
+)
+"""Rejections of what was (or looked like) a sentence of ours: its epoch is incomplete (epochs.py).
+Not ``non_nmea`` (debug text some receivers interleave), ``proprietary`` or ``unsupported``."""
 
 
 class NmeaDecoder:
@@ -43,21 +49,47 @@ class NmeaDecoder:
         self.strict_checksum = strict_checksum
         self.splitter = LineSplitter(max_line)
         self.epochs = EpochAssembler(device, min_date)
+        self._checksummed: set[bytes] = set()
 
     def feed(self, data: bytes, received_at: dt.datetime, monotonic_ns: int) -> list[Frame | ParseError]:
         out: list[Frame | ParseError] = []
         for item in self.splitter.push(data):
             if isinstance(item, ParseError):
-                out.append(item)
+                out.append(self._rejected(item))
                 continue
             try:
-                update = parse_sentence(item, self.strict_checksum)
+                update = self.decode_line(item)
+            except ParseError as exc:
+                out.append(self._rejected(exc))
+                continue
+            except Exception as exc:  # a decoder bug must not end the producer (issue 12)
+                out.append(self._internal(exc, item))
+                continue
+            try:
                 out.extend(self.epochs.add(update, received_at, monotonic_ns))
             except ParseError as exc:
                 out.append(exc)
-            except Exception as exc:  # a decoder bug must not end the producer (issue 12)
+            except Exception as exc:
                 out.append(self._internal(exc, item))
         return out
+
+    def decode_line(self, line: bytes) -> Update:
+        """One sentence candidate -> Update, with this receiver's checksum habit applied.
+
+        A receiver that has sent a sentence type with a ``*hh`` checksum sends it with one: once
+        seen, the same talker and type without a checksum is rejected (kind ``checksum``), as in
+        strict mode. Line noise that cuts a sentence, or hits its ``*``, leaves it without one.
+        """
+        key = line[1:6]
+        update = parse_sentence(line, self.strict_checksum or key in self._checksummed)
+        if b"*" in line[-4:] and len(self._checksummed) < 256:
+            self._checksummed.add(key)
+        return update
+
+    def _rejected(self, error: ParseError) -> ParseError:
+        if error.kind in INCOMPLETE_KINDS:
+            self.epochs.reject()
+        return error
 
     def flush(self) -> list[Frame | ParseError]:
         """End the epoch in progress (idle, end of input, link lost)."""

@@ -15,6 +15,7 @@ Validation only (pydantic); reading the file is ``load_config``. No serial I/O h
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -81,7 +82,7 @@ class ScaleConfig(BaseModel):
             return LineFormat(re.compile(self.pattern), self.width)
         builtin = LINE_FORMATS[self.format]
         width = self.width if "width" in self.model_fields_set else builtin.width
-        return LineFormat(builtin.pattern, width)
+        return dataclasses.replace(builtin, width=width)
 
 
 class ScalesConfig(BaseModel):

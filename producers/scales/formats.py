@@ -8,7 +8,7 @@ Two families (shared/protocols.md §5): Mettler Toledo continuous (STX, status w
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from common.errors import ParseError
@@ -32,6 +32,8 @@ class ScaleReading:
     net: bool = False
     overload: bool = False
     tare: float | None = None
+    decimals: int = field(default=-1, compare=False)
+    """Digits after the decimal point as printed (-1: not from a printed number)."""
 
 
 def to_frame(reading: ScaleReading, device: str, received_at: datetime, monotonic_ns: int) -> Frame:
@@ -108,17 +110,30 @@ def parse_toledo(frame: bytes, checksum: bool) -> ScaleReading:
 
 
 class ToledoFramer:
-    """Push parser for Toledo continuous frames; resyncs on STX after noise or truncation."""
+    """Push parser for Toledo continuous frames; resyncs on STX after noise or truncation.
+
+    One error per resynchronisation, whatever the read sizes: after an error, bytes are skipped
+    silently (``skipped`` counts them) until the next frame is found.
+    """
 
     def __init__(self, checksum: bool) -> None:
         self.checksum = checksum
+        self.skipped = 0
+        """Bytes dropped while resynchronising."""
         self._buf = bytearray()
         self._first = True
+        self._syncing = False
 
     def feed(self, data: bytes) -> list[bytes | ParseError]:
         self._buf += data
         out: list[bytes | ParseError] = []
         while (item := self._next()) is not None:
+            if isinstance(item, ParseError):
+                if self._syncing:
+                    continue  # the same resynchronisation: counted once
+                self._syncing = True
+            else:
+                self._syncing = False
             out.append(item)
         return out
 
@@ -127,6 +142,7 @@ class ToledoFramer:
         start = next((i for i, b in enumerate(buf) if b & 0x7F == STX), len(buf))
         if start:
             del buf[:start]
+            self.skipped += start
             kind, self._first = ("partial" if self._first else "garbage"), False
             return ParseError(f"{start} bytes before STX", kind)
         if len(buf) < 11:
@@ -134,23 +150,31 @@ class ToledoFramer:
         extra = 1 if self.checksum else 0
         digits_ok = all(0x30 <= b & 0x7F <= 0x39 or b & 0x7F == 0x20 for b in buf[4:10])
         if not digits_ok:
-            del buf[:1]
-            self._first = False
-            return ParseError("Toledo frame cut or corrupt in the weight field", "truncated")
+            return self._skip("Toledo frame cut or corrupt in the weight field")
         end = 11 if buf[10] & 0x7F == CR else 17
         if len(buf) < end + extra:
             return None
         if buf[end - 1] & 0x7F != CR:
-            del buf[:1]
-            self._first = False
-            return ParseError("Toledo frame without CR where it should end", "truncated")
+            return self._skip("Toledo frame without CR where it should end")
         self._first = False
         frame = bytes(buf[: end + extra])
         del buf[: end + extra]
         return frame
 
+    def _skip(self, why: str) -> ParseError:
+        del self._buf[:1]
+        self.skipped += 1
+        self._first = False
+        return ParseError(why, "truncated")
+
 
 # --- ASCII lines --------------------------------------------------------------------------
+
+
+PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
+"""Default character set of a line format: printable ASCII."""
+_ST_GS_CHARS = " ,.+-0123456789STUOLGNRkgKlbsozt"
+"""The ST/US/OL, GS/NT/TR family: status and mode letters, separators, sign, digits, unit letters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +188,8 @@ class LineFormat:
 
     pattern: re.Pattern[str]
     width: int | None
+    charset: str = PRINTABLE
+    """Every character a record may contain; a record with any other byte is rejected (``charset``)."""
 
 
 _OHAUS = r"^(?P<sign>[-+ ])\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>[a-zA-Z]+)\s+(?P<unstable>\?)?(?P<mode>[GNT])$"
@@ -179,7 +205,7 @@ LINE_FORMATS: dict[str, LineFormat] = {
     # QHW `ST,GS,   245.6 g` and NHB `US,GS   106.2g  `: ST/US, GS, A&D-style NT and OL
     "qhw": LineFormat(re.compile(_ST_GS), 16),
     "nhb": LineFormat(re.compile(_ST_GS), 16),
-    "st_gs": LineFormat(re.compile(_ST_GS), None),
+    "st_gs": LineFormat(re.compile(_ST_GS), None, _ST_GS_CHARS),
     # Mettler Toledo MS204TS/00 print output: `     N       0.3749 g   `
     "mt_print": LineFormat(re.compile(_MT_PRINT), 24),
 }
@@ -192,11 +218,14 @@ def _noise(b: int) -> bool:
 def parse_line(line: bytes, fmt: LineFormat) -> ScaleReading:
     """One record without its CR/LF (noise already stripped) -> ScaleReading.
 
-    Raises ParseError(kind=width|encoding|syntax|unit).
+    Raises ParseError(kind=width|charset|syntax|unit).
     """
     if fmt.width is not None and len(line) != fmt.width:
         raise ParseError(f"record of {len(line)} characters, expected {fmt.width}: {line[:40]!r}", "width")
-    text = line.decode("ascii", "replace").rstrip()
+    text = line.decode("latin-1")
+    if not set(text) <= set(fmt.charset):
+        raise ParseError(f"record with characters outside the format's set: {line[:40]!r}", "charset")
+    text = text.rstrip()
     m = fmt.pattern.match(text)
     if m is None:
         raise ParseError(f"record does not match the format: {text[:40]!r}", "syntax")
@@ -214,15 +243,19 @@ def parse_line(line: bytes, fmt: LineFormat) -> ScaleReading:
     weight = float(groups["value"])
     if groups.get("sign") == "-" and weight:
         weight = -weight
-    return ScaleReading(weight, unit, stable=stable, net=net)
+    decimals = len(groups["value"].partition(".")[2])
+    return ScaleReading(weight, unit, stable=stable, net=net, decimals=decimals)
 
 
 class LineFramer:
-    """Push parser: splits on CR, LF or CRLF and strips noise bytes (NUL, DEL, controls).
+    """Push parser: splits on CR, LF or CRLF; fixed-width formats strip noise bytes (NUL, DEL, controls).
 
-    The first fragment after (re)connecting is kept only if it has the format's full width:
+    Noise stripping is safe only where the width check follows: a variable-width record keeps its
+    bytes, and ``parse_line`` rejects any outside the format's character set (``245\xb65 g`` is not
+    2455 g). The first fragment after (re)connecting is kept only if it has the format's full width:
     a cut record can parse as a wrong number (``749 g`` from ``0.3749 g``). Emits bytes records
-    and ParseErrors (``partial``, ``noise``, ``too_long``); decoding is ``parse_line``'s job.
+    and ParseErrors (``partial``, ``noise``, ``too_long``; one ``too_long`` per over-long line,
+    whatever the read sizes); decoding is ``parse_line``'s job.
     """
 
     def __init__(self, width: int | None) -> None:
@@ -242,19 +275,20 @@ class LineFramer:
             del self._buf[: cut + 1]
             out.extend(self._record(raw))
         if len(self._buf) > MAX_RECORD:
-            out.append(ParseError(f"no line end in {len(self._buf)} bytes", "too_long"))
+            if not self._skipping:
+                out.append(ParseError(f"no line end in {len(self._buf)} bytes", "too_long"))
             self._buf.clear()
             self._skipping = True
         return out
 
     def _record(self, raw: bytes) -> list[bytes | ParseError]:
-        if not raw:
-            return []
-        clean = bytes(b for b in raw if not _noise(b))
-        first, self._first = self._first, False
         if self._skipping:
             self._skipping = False
-            return [ParseError("tail of an over-long line", "too_long")]
+            return []  # the tail of the over-long line already reported
+        if not raw:
+            return []
+        clean = bytes(b for b in raw if not _noise(b)) if self.width is not None else raw
+        first, self._first = self._first, False
         if first and (self.width is None or len(clean) != self.width):
             return [ParseError(f"partial first record {raw[:40]!r}", "partial")]
         out: list[bytes | ParseError] = []

@@ -36,6 +36,7 @@ from producers.scales.formats import (
     parse_toledo,
     to_frame,
 )
+from producers.scales.guards import DecimalsGuard, ToledoGuard
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class _Scale:
     fmt: LineFormat | None
     backoff: Backoff
     framer: LineFramer | ToledoFramer | None = None
+    guard: DecimalsGuard = field(default_factory=DecimalsGuard)
+    toledo: ToledoGuard = field(default_factory=ToledoGuard)
     port: serial.SerialBase | None = None
     opening: Future[serial.SerialBase] | None = None
     retry_at: float = 0.0
@@ -75,6 +78,7 @@ class _Scale:
     errors: Counter[str] = field(default_factory=Counter)
 
     def new_framer(self) -> LineFramer | ToledoFramer:
+        self.guard, self.toledo = DecimalsGuard(), ToledoGuard()
         if self.fmt is None:
             return ToledoFramer(self.cfg.checksum)
         return LineFramer(self.fmt.width)
@@ -230,7 +234,11 @@ class ScalesSource:
             try:
                 if isinstance(item, ParseError):
                     raise item
-                reading = parse_toledo(item, scale.cfg.checksum) if scale.fmt is None else parse_line(item, scale.fmt)
+                if scale.fmt is None:
+                    reading = parse_toledo(item, scale.cfg.checksum)
+                    scale.toledo.check(item)
+                else:
+                    reading = scale.guard.check(parse_line(item, scale.fmt))
             except ParseError as exc:
                 scale.errors[exc.kind] += 1
                 out.append(ParseError(f"{scale.cfg.device}: {exc}", exc.kind))

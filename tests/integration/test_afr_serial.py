@@ -17,7 +17,11 @@ from redis import Redis
 from common.settings import AfrSerialSettings, Settings
 from producers.afr_serial import AfrSerialSource
 from tests.helpers import count_readings, pg_query, running_producer, running_writer, wait_for
-from tests.producers.test_afr_serial import ERROR_2, LAMBDA_VALID
+from tests.producers.test_afr_serial import ERROR_2
+
+# SYNTHETIC: the DLG-1 later, sensor 1 lambda valid (43 13 03 74: F=0, AF 147, L=500 -> lambda 1.000),
+# sensor 2 reporting error 2 (5B 13 00 02: heater open).
+LAMBDA_AND_ERROR = bytes.fromhex("B284 4313 0374 5B13 0002")
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +48,8 @@ def serve_once(data: bytes, go: threading.Event) -> tuple[socket.socket, list[so
 def test_afr_serial_through_redis_and_writer_into_postgres(settings: Settings, redis: Redis, shared_data: Path) -> None:
     dlg1 = (shared_data / "mts" / "dlg1_two_sensors_free_air.bin").read_bytes()
     noise = bytes.fromhex("0013")  # SYNTHETIC line noise
-    stream = noise + dlg1 * 20 + ERROR_2[:5] + ERROR_2 + LAMBDA_VALID
+    # a chain repeats its packet (each packet is checked against its neighbours): the new state twice
+    stream = noise + dlg1 * 20 + ERROR_2[:5] + LAMBDA_AND_ERROR * 2
     go = threading.Event()
     server, clients = serve_once(stream, go)
     url = f"socket://127.0.0.1:{server.getsockname()[1]}"
@@ -65,14 +70,14 @@ def test_afr_serial_through_redis_and_writer_into_postgres(settings: Settings, r
     assert dict(stats.parse_errors) == {"garbage": 1, "truncated": 1}
 
     with running_writer(settings):
-        # 20 x 6 channels (two sensors in free air) + 2 x 3 (error) + 3 (lambda valid)
-        wait_for(lambda: count_readings(settings) == 129, 30, what="129 readings")
+        # 20 x 6 channels (two sensors in free air) + 2 x (3 lambda valid + 3 error)
+        wait_for(lambda: count_readings(settings) == 132, 30, what="132 readings")
     o2 = pg_query(settings, "SELECT value, unit, quality FROM readings WHERE channel = 'afr_2_o2'")
     assert o2 == [(20.9, "%", "good")] * 20
     errors = pg_query(
         settings, "SELECT channel, value, quality FROM readings WHERE channel LIKE '%_error' ORDER BY channel"
     )
-    assert errors == [("afr_1_error", 2.0, "error"), ("afr_2_error", 2.0, "error")]
+    assert errors == [("afr_2_error", 2.0, "error")] * 2
     state = dict(
         (ch, (v, t, u, q))
         for ch, v, t, u, q in pg_query(

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 RPM = [1303.75, 0.0, 4208.5, 3442.75, 1297.5, 1185.75, 3787.5, 1354.5]
 SPEED = [10.0, 55.0, 39.0, 51.0, 0.0, 68.0, 92.0, 29.0]
 COOLANT_TEMP = [55.0, 28.0, 36.0, 60.0, 45.0, 51.0, 32.0, 29.0]
-VIN = "WP0ZZZ99ZTS39"
+VIN = "WP0ZZZ99ZTS390000"  # python-OBD's decoder said "WP0ZZZ99ZTS39": it strips 0, 1 and 2 from the ends
 PIDS = {"RPM": 0.0, "SPEED": 0.0, "COOLANT_TEMP": 0.0}
 
 
@@ -61,6 +61,13 @@ class Emulator:
         assert self.proc is not None and self.proc.stdin is not None
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
+
+    def command_done(self, line: str, reply: str) -> None:
+        """Send an interpreter command and wait until the emulator's console shows ``reply``."""
+        out = self.workdir / f"elm{self.starts}.out"
+        before = out.read_text().count(reply)
+        self.command(line)
+        wait_for(lambda: out.read_text().count(reply) > before, 10, what=f"emulator: {reply}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -250,3 +257,29 @@ def test_end_to_end_into_postgresql(emulator: Emulator, settings: Settings, redi
     assert redis.xinfo_stream(settings.redis.names.stream(Priority.CRITICAL))["entries-added"] == dtc_frames > 0
     state = pg_query(settings, "SELECT value FROM current_state WHERE channel = 'rpm'")
     assert state == [(rpm[-1][1],)]  # the latest reading
+
+
+def test_vin_and_trouble_codes_decoded_from_the_raw_answers(emulator: Emulator) -> None:
+    """Issue 14, finding 6, on the emulator: a VIN beginning with 1 and ending with 2 arrives whole
+    (python-OBD said HGCM82633A00435), stored codes come out as SAE J2012 writes them (U100F, not
+    U100f), and NO DATA to the trouble-code request is no_data (python-OBD: no codes, good)."""
+    vin = "1HGCM82633A004352"
+    emulator.command_done(f"edit VIN 1 {vin.encode().hex(' ')}", "Set answer for Pid VIN")
+    store = "__import__('elm.obd_message', fromlist=['DTC_STORED']).DTC_STORED.extend(['D00F', '0143']) or 'stored'"
+    emulator.command_done(store, "stored")
+    source = make_source(emulator, {"GET_DTC": 0.0})
+    source.open()
+    try:
+        normal, critical = source.read(0.0)
+        emulator.command_done("scenario engineoff", "switched to 'engineoff'")
+        (off,) = source.read(0.0)
+    finally:
+        source.close()
+    assert isinstance(normal, Frame) and isinstance(critical, Frame) and isinstance(off, Frame)
+    assert [(c.name, c.value, c.quality) for c in normal.channels] == [("vin", vin, Quality.GOOD)]
+    assert critical.priority is Priority.CRITICAL
+    assert [(c.name, c.value) for c in critical.channels] == [("dtc", "U100F,P0143"), ("dtc_count", 2.0)]
+    assert [(c.name, c.value, c.quality) for c in off.channels] == [
+        ("dtc", None, Quality.NO_DATA),
+        ("dtc_count", None, Quality.NO_DATA),
+    ]

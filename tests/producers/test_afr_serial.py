@@ -29,6 +29,8 @@ from producers.afr_serial import (
     packet_words,
     parse_packet,
 )
+from producers.mts_consistency import MtsConsistency
+from tests.producers.corruption import flip
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -47,7 +49,8 @@ LAMBDA_AUX = bytes.fromhex("B284 4313 0374 0400 077F")
 
 def frames(data: bytes, settings: AfrSerialSettings | None = None) -> list[Frame | ParseError | None]:
     out: list[Frame | ParseError | None] = []
-    for item in MtsSplitter().feed(data):
+    splitter = MtsSplitter()
+    for item in [*splitter.feed(data), *splitter.flush()]:  # flush: the end of the input
         out.append(decode(item, settings or AfrSerialSettings(), "mts-0", NOW, 1) if isinstance(item, bytes) else item)
     return out
 
@@ -82,7 +85,8 @@ def test_real_dlg1_stream_repeated_gives_one_frame_per_packet(shared_data: Path)
     got = []
     for i in range(0, len(stream), 7):  # chunks cut across packets
         got.extend(splitter.feed(stream[i : i + 7]))
-    assert got == [data] * 50
+    assert got == [data] * 49  # the last one waits for the next header ...
+    assert splitter.flush() == [data]  # ... or for the line to go quiet
 
 
 def test_lambda_valid_gives_lambda_and_afr_from_the_packet_stoich() -> None:
@@ -90,8 +94,8 @@ def test_lambda_valid_gives_lambda_and_afr_from_the_packet_stoich() -> None:
     assert c["afr_1"] == Channel("afr_1", 14.7, "afr")
     assert c["afr_1_lambda"] == Channel("afr_1_lambda", 1.0, "lambda")
     assert c["afr_1_status"].value == "lambda"
-    # SYNTHETIC: same word with AF=0x80|0x40=192 (E85-ish 19.2): 0x43->0x43, low byte 0x40.
-    assert chans(frames(bytes.fromhex("B282 4340 0374"))[0])["afr_1"].value == 19.2
+    # SYNTHETIC: same word with AF=0x80|0x1B=155 (LPG 15.5): 0x43->0x43, low byte 0x1B.
+    assert chans(frames(bytes.fromhex("B282 431B 0374"))[0])["afr_1"].value == 15.5
 
 
 def test_warmup_reports_progress() -> None:
@@ -117,7 +121,6 @@ def test_error_code_2_gives_quality_error_with_the_code() -> None:
         ("4B13", "free_air_cal", None),
         ("4F13", "cal_needed", None),
         ("5713", "heater_cal", ("afr_1_heater", 209.0)),
-        ("5F13", "reserved", None),
     ],
 )
 def test_every_function_code_has_a_status(word0: str, status: str, extra: tuple[str, float] | None) -> None:
@@ -154,10 +157,11 @@ def test_line_noise_before_and_between_packets_resyncs() -> None:
     out = frames(noise + LAMBDA_VALID + noise + WARMUP + LAMBDA_VALID)
     # The 1st packet is followed by noise, not by a header, so it fails the length validation
     # (protocols.md §3): 7-bit noise inside a payload cannot be told apart from data.
-    assert kinds(out) == ["garbage", "length", "garbage"]
+    assert kinds(out) == ["garbage", "length"]  # one error per resynchronisation
     good = [chans(f)["afr_1_status"].value for f in out if isinstance(f, Frame)]
     assert good == ["warmup", "lambda"]
-    # A packet that ends the buffer has nothing after it to validate against yet: it is kept.
+    # A packet that ends the buffer has nothing after it to validate against yet: it waits, and
+    # flush() (the line went quiet) releases it.
     out = frames(noise + LAMBDA_VALID)
     assert kinds(out) == ["garbage"] and chans(out[1])["afr_1"].value == 14.7
 
@@ -165,7 +169,7 @@ def test_line_noise_before_and_between_packets_resyncs() -> None:
 def test_high_bit_noise_inside_a_packet_is_truncation_then_resync() -> None:
     broken = LAMBDA_VALID[:4] + b"\xff" + LAMBDA_VALID[4:]
     out = frames(broken + WARMUP)
-    assert kinds(out) == ["truncated", "garbage"]
+    assert kinds(out) == ["truncated"]  # the bytes skipped after it are the same resynchronisation
     assert [chans(f)["afr_1_status"].value for f in out if isinstance(f, Frame)] == ["warmup"]
 
 
@@ -178,7 +182,9 @@ def test_truncated_packets_are_counted_and_the_next_one_decodes() -> None:
 def test_a_packet_at_the_end_of_the_buffer_waits_for_its_bytes() -> None:
     splitter = MtsSplitter()
     assert splitter.feed(LAMBDA_VALID[:3]) == []
-    assert splitter.feed(LAMBDA_VALID[3:]) == [LAMBDA_VALID]
+    assert splitter.feed(LAMBDA_VALID[3:]) == []  # whole, but no checksum: wait for the next header
+    assert splitter.feed(WARMUP[:1]) == []
+    assert splitter.feed(WARMUP[1:]) == [LAMBDA_VALID]
 
 
 @pytest.mark.parametrize(
@@ -189,7 +195,12 @@ def test_a_packet_at_the_end_of_the_buffer_waits_for_its_bytes() -> None:
         (bytes.fromhex("B282 6313 0374"), "channel"),  # SYNTHETIC: bit 13 set in word0 (LM-1 style)
         (bytes.fromhex("B282 4113 0374"), "channel"),  # SYNTHETIC: bit 9 clear: not a lambda word
         (bytes.fromhex("B281 4313"), "truncated"),  # SYNTHETIC: lambda word0 with no value word
-        (bytes.fromhex("B281 3F7F"), "value"),  # SYNTHETIC: aux value 8191 > 1023 (impossible)
+        (bytes.fromhex("B281 3F7F"), "channel"),  # SYNTHETIC: aux value 8191 > 1023 (impossible)
+        (bytes.fromhex("B282 5F13 0151"), "value"),  # SYNTHETIC: F=7 is reserved: no device sends it
+        (bytes.fromhex("B282 4340 0374"), "value"),  # SYNTHETIC: AF 19.2 is no fuel's ratio
+        (bytes.fromhex("B282 4713 0300"), "value"),  # SYNTHETIC: O2 38.4 %: more than air has
+        (bytes.fromhex("B282 5B13 2E02"), "value"),  # SYNTHETIC: error code 5890 (line noise on 2)
+        (bytes.fromhex("B282 4313 0F00"), "value"),  # SYNTHETIC: lambda 2.42: beyond lean max 1.523
         (bytes.fromhex("B282 4200 0374"), "value"),  # SYNTHETIC: lambda valid with stoich 0
         (bytes.fromhex("B280"), "empty"),  # SYNTHETIC: data packet of 0 words
     ],
@@ -230,12 +241,59 @@ def test_source_reads_a_pty(pty_pair: tuple[int, str]) -> None:
     source = AfrSerialSource(AfrSerialSettings(url=path, device="bench-afr"))
     source.open()
     try:
-        os.write(master, ERROR_2[3:] + LAMBDA_VALID + WARMUP)  # starts mid-packet, as a real port does
+        # starts mid-packet, as a real port does; a device repeats its packets
+        os.write(master, ERROR_2[3:] + LAMBDA_VALID * 2 + WARMUP * 2)
         got: list[Frame | ParseError] = []
         deadline = time.monotonic() + 5
-        while len(got) < 3 and time.monotonic() < deadline:
+        while len(got) < 5 and time.monotonic() < deadline:
             got.extend(source.read(0.2))
     finally:
         source.close()
-    assert [type(g) for g in got] == [ParseError, Frame, Frame]
+    assert [type(g) for g in got] == [ParseError, Frame, Frame, Frame, Frame]
     assert isinstance(got[1], Frame) and got[1].device == "bench-afr" and got[1].source == "afr_serial"
+
+
+# --- issue 14, finding 8 --------------------------------------------------------------------
+
+
+def test_a_packet_is_not_accepted_before_the_next_header() -> None:
+    """The old splitter released a packet as soon as the buffer ended at its announced length."""
+    splitter = MtsSplitter()
+    noisy = LAMBDA_VALID[:5] + b"\x13"  # SYNTHETIC: line noise in the last byte of the packet
+    assert splitter.feed(noisy) == []  # whole by its announced length, but unverified
+    out = splitter.feed(b"\x55\x13" + LAMBDA_VALID + WARMUP)
+    assert [x.kind for x in out if isinstance(x, ParseError)] == ["length"]
+    assert [x for x in out if isinstance(x, bytes)] == [LAMBDA_VALID]
+
+
+def test_isolated_packets_are_rejected_by_their_neighbours() -> None:
+    """SYNTHETIC stream: O2 20.9 %, one packet with line noise making it 16.7 %, then 20.9 % again."""
+    good, noisy = parse_packet(bytes.fromhex("B282 4713 0151")), parse_packet(bytes.fromhex("B282 4713 0127"))
+    assert good is not None and noisy is not None and noisy[0].value == 167
+    guard: MtsConsistency[int] = MtsConsistency()
+    verdicts = [v for i, p in enumerate([good, good, noisy, good, good]) for v in guard.push(p, i)] + guard.flush()
+    assert [v.kind if isinstance(v, ParseError) else v[1] for v in verdicts] == [0, 1, "isolated", 3, 4]
+    # a real step (lambda 1.00 -> 1.10, held) and a ramp pass: the next packet confirms them
+    ramp = [LambdaWord(0, 147, v) for v in (500, 500, 600, 600, 620, 640, 660, 660)]
+    guard = MtsConsistency()
+    verdicts = [v for i, w in enumerate(ramp) for v in guard.push([w], i)] + guard.flush()
+    assert not [v for v in verdicts if isinstance(v, ParseError)]
+    # a changed multiplier or function code must persist to be believed
+    guard = MtsConsistency()
+    o2, noisy_af, warm = LambdaWord(1, 147, 209), LambdaWord(1, 146, 209), LambdaWord(4, 147, 500)
+    words = [o2, o2, noisy_af, o2, warm, warm, LambdaWord(1, 147, 209), warm]
+    verdicts = [v for i, w in enumerate(words) for v in guard.push([w], i)] + guard.flush()
+    assert [isinstance(v, ParseError) for v in verdicts] == [False, False, True, False, False, False, True, False]
+
+
+def test_splitter_error_counts_do_not_depend_on_read_sizes(shared_data: Path) -> None:
+    """The real DLG-1 packet repeated, 1 % of bytes flipped (seeded), read in 1, 7 and all bytes."""
+    data, _ = flip((shared_data / "mts" / "dlg1_two_sensors_free_air.bin").read_bytes() * 500)
+    results = []
+    for chunk in (1, 7, len(data)):
+        splitter = MtsSplitter()
+        items = [x for i in range(0, len(data), chunk) for x in splitter.feed(data[i : i + chunk])]
+        results.append(
+            ([x.kind for x in items if isinstance(x, ParseError)], [x for x in items if isinstance(x, bytes)])
+        )
+    assert results[0] == results[1] == results[2]

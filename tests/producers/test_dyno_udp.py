@@ -6,6 +6,8 @@ Every byte vector here is SYNTHETIC, built by hand from the JETDRIVE Network Spe
 
 from __future__ import annotations
 
+import math
+import random
 import socket
 import struct
 import time
@@ -15,8 +17,10 @@ import pytest
 
 from common.errors import ParseError
 from common.schema import Frame, Quality
+from common.settings import Settings
 from producers.dyno_udp import DynoUdpSource, wire
-from producers.dyno_udp.decoder import TIME_SOURCE, JetDriveDecoder, seq_gap
+from producers.dyno_udp.decoder import TIME_SOURCE, JetDriveDecoder, canonical_name, seq_gap
+from producers.validate import RangeValidator
 from tests.producers.jetdrive_peer import CHANNELS, POWER_CORE, JetDrivePeer
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
@@ -266,3 +270,62 @@ def test_source_over_unicast_loopback_requests_info_and_syncs_clock() -> None:
 
 def _ts(frame: Frame) -> object:
     return next(c.value for c in frame.channels if c.name == TIME_SOURCE)
+
+
+# ---- issue 14, findings 4 and 5 (SYNTHETIC vectors: no JetDrive capture exists) -------------------
+
+
+def test_values_are_the_exact_float32_sent() -> None:
+    """Finding 4: 17975.564453125 was published as 17975.56; now every float32 arrives bit for bit."""
+    raw = struct.pack("<HIf", 1, 100, 17975.564453125)
+    assert wire.parse_channel_values(raw) == [wire.Sample(1, 100, 17975.564453125)]
+    rng = random.Random(14)
+    sent = [struct.unpack("<f", rng.randbytes(4))[0] for _ in range(1003)]
+    sent = [v for v in sent if math.isfinite(v)]
+    clock, dec = FakeClock(), JetDriveDecoder(US)
+    dec.feed(info(), PEER, clock.now(), clock.mono_ns)
+    for i, v in enumerate(sent):
+        dec.feed(values([(1, i, v)], seq=2 + i % 250), PEER, clock.now(), clock.mono_ns)
+    got = [
+        c.value for f in frames_of(dec.flush(clock.now(), clock.mono_ns)) for c in f.channels if c.name == "Engine RPM"
+    ]
+    assert got == sent  # exact float equality: the float64 holding each float32
+
+
+def test_dynojet_names_and_si_units_meet_the_range_table() -> None:
+    """Finding 5: Engine RPM -> rpm, Torque [N*m] -> torque, Power [kW] -> horsepower, checked after conversion."""
+    settings = Settings()
+    clock, dec = FakeClock(), JetDriveDecoder(US, aliases=settings.dyno_udp.aliases)
+    dec.feed(info(), PEER, clock.now(), clock.mono_ns)  # Engine RPM rpm, Torque N*m, Power kW, Humidity %
+    validator = RangeValidator(settings.producer.ranges)
+
+    def checked(rpm: float, torque: float, power: float) -> dict[str, tuple[float | str | None, str, Quality]]:
+        dec.feed(values([(1, 5, rpm), (2, 5, torque), (3, 5, power), (4, 5, 40.0)]), PEER, clock.now(), clock.mono_ns)
+        [frame] = frames_of(dec.flush(clock.now(), clock.mono_ns))
+        return {c.name: (c.value, c.unit, c.quality) for c in validator.check(frame).channels}
+
+    ok = checked(3000.0, 2700.0, 1400.0)  # 2700 N*m = 1991 ft_lb; 1400 kW = 1877 hp
+    assert ok["rpm"] == (3000.0, "rpm", Quality.GOOD)
+    assert ok["torque"] == (2700.0, "N*m", Quality.GOOD)  # the value stays as sent, in SI
+    assert ok["horsepower"] == (1400.0, "kW", Quality.GOOD)
+    assert ok["Humidity"][2] is Quality.GOOD  # no alias: the provider's name
+    bad = checked(30000.0, 1e9, 1600.0)  # 1e9 N*m was published as good; 1600 kW = 2146 hp
+    assert {name: q for name, (_, _, q) in bad.items() if name != TIME_SOURCE} == {
+        "rpm": Quality.ERROR,
+        "torque": Quality.ERROR,
+        "horsepower": Quality.ERROR,
+        "Humidity": Quality.GOOD,
+    }
+    assert checked(3000.0, 2800.0, 100.0)["torque"][2] is Quality.ERROR  # 2800 N*m = 2065 ft_lb > 2000
+
+
+def test_alias_needs_the_declared_unit_and_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An alias applies only with its unit (a Torque in no unit cannot be range-checked as N*m)."""
+    aliases = Settings().dyno_udp.aliases
+    assert canonical_name(aliases, "engine rpm", "rpm") == "rpm"
+    assert canonical_name(aliases, "Torque", "") == "Torque"
+    monkeypatch.setenv("TELEMETRY_DYNO_UDP__ALIASES", '{"Drum 1 Force": {"channel": "force", "unit": "N"}}')
+    custom = Settings().dyno_udp.aliases
+    assert (
+        canonical_name(custom, "Drum 1 Force", "N") == "force" and canonical_name(custom, "Torque", "N*m") == "Torque"
+    )

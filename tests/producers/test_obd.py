@@ -31,6 +31,7 @@ from producers.obd import (
     no_data_channels,
     normalise_quantity,
 )
+from producers.obd_decoders import decode_dtc, decode_dtcs, decode_vin, vin_check_digit_ok
 from producers.validate import RangeValidator
 
 python_obd: Any = obd_source.obd  # type: ignore[attr-defined]  # the GPL library, only via the producer
@@ -39,8 +40,25 @@ Status = python_obd.OBDStatus
 
 def answer(command: str, *lines: str) -> Any:
     """python-OBD's decoded value for raw CAN 11/500 adapter lines."""
+    return response(command, *lines).value
+
+
+def response(command: str, *lines: str) -> Any:
+    """python-OBD's whole response (value and raw messages) for raw CAN 11/500 adapter lines."""
     parse = python_obd.protocols.ISO_15765_4_11bit_500k([])
-    return python_obd.commands[command](parse(list(lines))).value
+    return python_obd.commands[command](parse(list(lines)))
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Scripted raw adapter lines: FakeConnection answers them through python-OBD's own parser."""
+
+    lines: tuple[str, ...]
+
+
+# The emulator's `car` scenario VIN answer (3-frame ISO-TP), recorded: WP0ZZZ99ZTS390000
+VIN_WP0 = Raw(("7E81014490201575030", "7E8215A5A5A39395A54", "7E82253333930303030"))
+NO_CODES = Raw(("7E8024300",))
 
 
 # Recorded from the emulator's `car` scenario (protocols.md §1c).
@@ -163,6 +181,7 @@ def test_settings_reject_bad_pids() -> None:
 @dataclass
 class Response:
     value: Any
+    messages: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -178,13 +197,17 @@ class FakeConnection:
     def status(self) -> str:
         return self.status_
 
-    def query(self, cmd: Any, force: bool = False) -> Response:
+    def protocol_id(self) -> str:
+        return "6"  # ISO 15765-4 CAN 11/500, as the emulator
+
+    def query(self, cmd: Any, force: bool = False) -> Any:
         self.queries.append(cmd.name)
         if self.unplug_after is not None and len(self.queries) > self.unplug_after:
             self.status_ = Status.NOT_CONNECTED
             return Response(None)
         seq = self.values.get(cmd.name, [None])
-        return Response(seq.pop(0) if len(seq) > 1 else seq[0])
+        item = seq.pop(0) if len(seq) > 1 else seq[0]
+        return response(cmd.name, *item.lines) if isinstance(item, Raw) else Response(item)
 
     def close(self) -> None:
         self.closed = True
@@ -204,13 +227,13 @@ def _source(*conns: FakeConnection, pids: dict[str, float] | None = None) -> Obd
 
 def test_round_frames_vin_once_and_dtcs_on_critical() -> None:
     q = python_obd.Unit
-    conn = FakeConnection({"VIN": [bytearray(b"WP0ZZZ99ZTS39")], "RPM": [1000 * q.rpm, 2000 * q.rpm], "GET_DTC": [[]]})
+    conn = FakeConnection({"VIN": [VIN_WP0], "RPM": [1000 * q.rpm, 2000 * q.rpm], "GET_DTC": [NO_CODES]})
     src = _source(conn)
     src.open()
     first, dtc = src.read(0.0)
     second, _ = src.read(0.0)
     assert isinstance(first, Frame) and isinstance(dtc, Frame) and isinstance(second, Frame)
-    assert first.channels == (Channel("vin", "WP0ZZZ99ZTS39"), Channel("rpm", 1000.0, "rpm"))
+    assert first.channels == (Channel("vin", "WP0ZZZ99ZTS390000"), Channel("rpm", 1000.0, "rpm"))
     assert second.channels == (Channel("rpm", 2000.0, "rpm"),)
     assert (first.priority, dtc.priority) == (Priority.NORMAL, Priority.CRITICAL)
     assert dtc.channels[0] == Channel("dtc", "")
@@ -250,7 +273,7 @@ def test_no_adapter_is_source_unavailable() -> None:
 def test_ignition_off_gives_one_no_data_frame_per_attempt_then_recovers() -> None:
     off = FakeConnection({}, status_=Status.OBD_CONNECTED)
     off_again = FakeConnection({}, status_=Status.OBD_CONNECTED)
-    on = FakeConnection({"RPM": [700 * python_obd.Unit.rpm], "GET_DTC": [[]]})
+    on = FakeConnection({"RPM": [700 * python_obd.Unit.rpm], "GET_DTC": [NO_CODES]})
     src = _source(off, off_again, on, pids={"RPM": 1.0, "GET_DTC": 1.0})
     src.open()
     (frame,) = src.read(0.01)
@@ -268,3 +291,61 @@ def test_ignition_off_gives_one_no_data_frame_per_attempt_then_recovers() -> Non
             break
     assert off.closed and off_again.closed
     assert [f.channels[0].quality for f in frames] == [Quality.NO_DATA, Quality.GOOD, Quality.GOOD]
+
+
+# --- issue 14, finding 6: VIN and trouble codes from the raw answers ------------------------
+
+
+@pytest.mark.parametrize(
+    "vin",
+    # real-format VINs beginning or ending with 0, 1 or 2 (python-OBD strips those from both ends)
+    ["1HGCM82633A004352", "WP0ZZZ99ZTS390000", "2T1BURHE0JC123450", "JH4KA7561PC008269"],
+)
+def test_vin_is_decoded_from_the_raw_answer_whole(vin: str) -> None:
+    can = bytes.fromhex("490201") + vin.encode() + b"\x00\x00"  # ISO-TP padding, as python-OBD keeps it
+    assert decode_vin([can]) == vin
+    legacy = b"\x00\x00\x00" + vin.encode()  # SYNTHETIC K-line: five 49 02 0n messages, 4 bytes each
+    assert decode_vin([bytes([0x49, 2, n + 1]) + legacy[4 * n : 4 * n + 4] for n in range(5)]) == vin
+    python_obd_says = answer("VIN", *vin_lines(vin))
+    assert bytes(python_obd_says).decode() != vin or (vin[0] not in "012" and vin[-1] not in "012")
+
+
+def vin_lines(vin: str) -> tuple[str, ...]:
+    """SYNTHETIC CAN 11/500 ISO-TP frames of a service 09 PID 02 answer (laid out like the emulator's)."""
+    data = bytes.fromhex("490201") + vin.encode()
+    first = f"7E810{len(data):02X}" + data[:6].hex().upper()
+    rest = data[6:] + bytes(-(len(data) - 6) % 7)
+    return (first, *(f"7E82{n + 1:X}" + rest[7 * n : 7 * n + 7].hex().upper() for n in range(len(rest) // 7)))
+
+
+def test_vin_validation_and_check_digit() -> None:
+    head = bytes.fromhex("490201")
+    for bad in (head + bytes(17), head + b"1HGCM82633A00435", bytes.fromhex("4902"), bytes.fromhex("4102") + bytes(18)):
+        with pytest.raises(ParseError) as err:
+            decode_vin([bad])
+        assert err.value.kind == "vin"
+    with pytest.raises(ParseError):
+        decode_vin([bytes.fromhex("490201") + b"1HGCM82633AO04352"])  # letter O is not in the VIN alphabet
+    assert vin_check_digit_ok("1HGCM82633A004352") and not vin_check_digit_ok("1HGCM82643A004352")
+
+
+def test_trouble_codes_are_upper_case_and_no_data_is_no_data() -> None:
+    assert decode_dtc(bytes.fromhex("D00F")) == "U100F"  # python-OBD: U100f
+    assert decode_dtcs([bytes.fromhex("4302D00F0143")], 0x43) == ["U100F", "P0143"]  # ISO 15765-4 count byte
+    assert decode_dtcs([bytes.fromhex("43D00F0143")], 0x43) == ["U100F", "P0143"]  # ELM327-emulator 4.0: none
+    assert decode_dtcs([bytes.fromhex("43014300000000")], 0x43, can=False) == ["P0143"]  # K-line padding
+    assert decode_dtcs([bytes.fromhex("4300")], 0x43) == []
+    assert dtc_channels("freeze_dtc", ("U100f", ""))[0].value == "U100F"
+    # through the source: NO DATA is no_data (python-OBD said [] -> "" good), codes upper case
+    conn = FakeConnection({"GET_DTC": [Raw(("NO DATA",)), Raw(("7E80543D00F0143",))]})
+    assert answer("GET_DTC", "NO DATA") == []  # what python-OBD makes of it
+    src = _source(conn, pids={"GET_DTC": 0.0})
+    src.open()
+    (no_data,) = src.read(0.0)
+    (codes,) = src.read(0.0)
+    assert isinstance(no_data, Frame) and isinstance(codes, Frame)
+    assert [(c.name, c.value, c.quality) for c in no_data.channels] == [
+        ("dtc", None, Quality.NO_DATA),
+        ("dtc_count", None, Quality.NO_DATA),
+    ]
+    assert codes.channels == (Channel("dtc", "U100F,P0143"), Channel("dtc_count", 2.0, "count"))

@@ -34,6 +34,8 @@ from producers.scales import (
     parse_toledo,
     to_frame,
 )
+from producers.scales.guards import DecimalsGuard, ToledoGuard
+from tests.producers.corruption import flip
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -188,7 +190,7 @@ def test_toledo_framer_resyncs_after_noise_and_truncation() -> None:
     for i in range(0, len(stream), 5):
         out.extend(framer.feed(stream[i : i + 5]))
     kinds = [o.kind for o in out if isinstance(o, ParseError)]
-    assert kinds == ["partial", "truncated", "garbage", "garbage"]
+    assert kinds == ["partial", "truncated", "garbage"]  # one error per resynchronisation
     assert [o for o in out if isinstance(o, bytes)] == [TOLEDO_KG_CKS, TOLEDO_GRAMS_CKS, TOLEDO_KG_CKS]
 
 
@@ -396,3 +398,94 @@ def test_300_scales_in_one_process_stay_cheap() -> None:
     print(f"\n300 scales: {len(weights)} records in {wall:.2f}s, reader CPU {1e6 * cpu / len(weights):.0f} us/record")
     assert cpu / len(weights) < 0.002  # ~60 us measured; a 30x margin for a loaded CI machine
     assert close_s < 2  # pyserial's socket close would sleep 0.3 s per scale (90 s)
+
+
+# --- issue 14, finding 7 --------------------------------------------------------------------
+
+
+def test_variable_width_rejects_bytes_outside_the_character_set() -> None:
+    """``245\xb65 g`` was 2455 g: the noise byte was stripped and the rest decoded."""
+    fmt = LINE_FORMATS["st_gs"]
+    framer = LineFramer(fmt.width)
+    out = framer.feed(b"ST,GS,   245.5 g\r\nST,GS,   245\xb65 g\r\nST,GS,   245\x135 g\r\nST,GS,   245.5 g\r\n")
+    records = [x for x in out if isinstance(x, bytes)]
+    decoded = []
+    for record in records:
+        try:
+            decoded.append(parse_line(record, fmt).weight)
+        except ParseError as exc:
+            decoded.append(exc.kind)
+    assert decoded == ["charset", "charset", 245.5]  # the first record after connecting is partial
+    with pytest.raises(ParseError) as info:
+        parse_line(b"ST,GS,   245.5 X", fmt)  # printable, but not in this format's set
+    assert info.value.kind == "charset"
+
+
+def test_decimals_guard_rejects_a_shifted_decimal_point() -> None:
+    """``77.6 kg`` read as ``7746 kg``: same width and syntax, other decimals."""
+    fmt = LINE_FORMATS["ohaus"]
+    guard = DecimalsGuard()
+    good = parse_line(b"    77.6 kg   ?G", fmt)
+    assert guard.check(good) == good and good.decimals == 1
+    with pytest.raises(ParseError) as info:
+        guard.check(parse_line(b"    7746 kg   ?G", fmt))
+    assert info.value.kind == "decimals"
+    assert guard.check(parse_line(b"    77.7 kg   ?G", fmt)).weight == 77.7
+    # another unit has its own decimals; three agreeing records in a row re-adopt
+    assert guard.check(parse_line(b"   0.360 lb    G", fmt)).weight == 0.36
+    results = []
+    for text in (b"    7746 kg   ?G", b"    7747 kg   ?G", b"    7748 kg   ?G"):
+        try:
+            results.append(guard.check(parse_line(text, fmt)).weight)
+        except ParseError as exc:
+            results.append(exc.kind)
+    assert results == ["decimals", "decimals", 7748.0]
+
+
+@pytest.mark.parametrize("name", ["spun-weight-scale.bin", "qhw-indicator_ST-GS.bin"])
+def test_framer_error_counts_do_not_depend_on_read_sizes(shared_data: Path, name: str) -> None:
+    """A corrupted real capture (seeded), and a synthetic Toledo stream, in reads of 1, 7 and all bytes."""
+    dirty, _ = flip(capture(shared_data, name) * 2)
+    toledo, _ = flip((TOLEDO_KG_CKS + b"\x00\x13" + TOLEDO_GRAMS_CKS[:5] + TOLEDO_NET_NEG_MOTION) * 200)
+    for data, new in ((dirty, lambda: LineFramer(16)), (toledo, lambda: ToledoFramer(checksum=False))):
+        results = []
+        for chunk in (1, 7, len(data)):
+            framer = new()
+            items = [x for i in range(0, len(data), chunk) for x in framer.feed(data[i : i + chunk])]
+            results.append(
+                (
+                    Counter(x.kind for x in items if isinstance(x, ParseError)),
+                    [x for x in items if isinstance(x, bytes)],
+                )
+            )
+        assert results[0] == results[1] == results[2]
+    framer = LineFramer(16)
+    assert [x.kind for x in framer.feed(b"x" * 1000) if isinstance(x, ParseError)] == ["too_long"]
+    assert [x.kind for x in framer.feed(b"y" * 1000 + b"\r\n") if isinstance(x, ParseError)] == []
+
+
+def test_toledo_guard_knows_the_scales_parity_and_configuration() -> None:
+    """SYNTHETIC frames: a flipped bit 7 breaks the (absent) parity; a flipped SWA is not this scale."""
+    guard = ToledoGuard()
+    guard.check(TOLEDO_KG_CKS)
+    guard.check(TOLEDO_KG_CKS)
+    with pytest.raises(ParseError) as info:
+        guard.check(TOLEDO_KG_CKS[:5] + bytes([TOLEDO_KG_CKS[5] | 0x80]) + TOLEDO_KG_CKS[6:])
+    assert info.value.kind == "parity"
+    other_decimals = TOLEDO_KG_CKS[:1] + b"\x2b" + TOLEDO_KG_CKS[2:]  # SWA: decimal code 3, not 4
+    with pytest.raises(ParseError) as info:
+        guard.check(other_decimals)
+    assert info.value.kind == "status"
+    motion = TOLEDO_KG_CKS[:2] + b"\x3b" + TOLEDO_KG_CKS[3:]  # net, sign, motion bits vary freely
+    guard.check(motion)
+    for _ in range(2):  # reconfigured: three agreeing frames in a row are adopted
+        with pytest.raises(ParseError):
+            guard.check(other_decimals)
+    guard.check(other_decimals)
+    # a 7E1 scale read as 8N1: bit 7 is even parity; a flipped bit anywhere breaks it
+    even = bytes(b | 0x80 if bin(b).count("1") % 2 else b for b in TOLEDO_NET_NEG_MOTION)
+    seven_e_one = ToledoGuard()
+    seven_e_one.check(even)
+    seven_e_one.check(even)
+    with pytest.raises(ParseError):
+        seven_e_one.check(even[:6] + bytes([even[6] ^ 0x01]) + even[7:])
