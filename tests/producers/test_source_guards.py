@@ -26,7 +26,8 @@ def boom(*_: object, **__: object) -> object:
 
 def test_afr_serial_packet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(afr_serial, "to_frame", boom)
-    [item] = afr_serial.MtsSplitter().feed(LAMBDA_VALID)
+    # The splitter releases a packet when the next header arrives (finding 14.8): feed two.
+    item, *_ = afr_serial.MtsSplitter().feed(LAMBDA_VALID + LAMBDA_VALID)
     assert isinstance(item, bytes)
     got = afr_serial.decode(item, AfrSerialSettings(), "mts-0", NOW, 1)
     assert isinstance(got, ParseError) and got.kind == "internal" and "OverflowError" in str(got)
@@ -57,4 +58,6 @@ def test_obd_response(monkeypatch: pytest.MonkeyPatch) -> None:
     src = _source(FakeConnection({"VIN": [None], "RPM": [1000 * q.rpm], "GET_DTC": [[]]}))
     src.open()
     items = src.read(0.0)
-    assert [i.kind for i in items if isinstance(i, ParseError)] == ["internal", "internal"]
+    # RPM goes through decode_value; the VIN and trouble codes are decoded from the raw answers
+    # by producers/obd_decoders.py (finding 14.6), which this patch does not reach.
+    assert [i.kind for i in items if isinstance(i, ParseError)] == ["internal"]
