@@ -7,12 +7,11 @@
     │   └── RejectedInputError   a producer's rejection entry: bad input it dead-letters via the writer
     ├── SourceUnavailableError   the device or link is gone; the run loop reconnects
     ├── SpoolUnavailableError    the spool's filesystem refuses writes (read-only, I/O error): run without it
-    └── WriteError
-        ├── TransientWriteError  retry with backoff (connection loss, timeouts, OOM)
-        └── PermanentWriteError  the data is bad; dead-letter it (SQLSTATE 22, 23)
-            └── KeyReuseError    a committed (producer, seq) came again with other content
+    └── KeyReuseError            a committed (producer, seq) came again with other content: dead-lettered
 
-Parsers raise; only the run loops (``producers/base.py``, ``writer/loop.py``) catch.
+Database errors are psycopg's own: ``writer/retry.py`` sorts them by SQLSTATE into retried
+(everything outside classes 22 and 23) and dead-lettered (bad data). Parsers raise; only the
+run loops (``producers/base.py``, ``writer/loop.py``) catch.
 """
 
 from __future__ import annotations
@@ -81,19 +80,7 @@ class SpoolUnavailableError(TelemetryError):
     """
 
 
-class WriteError(TelemetryError):
-    """Writing a batch to PostgreSQL failed."""
-
-
-class TransientWriteError(WriteError):
-    """Infrastructure trouble: retry the same batch later; never dead-letter."""
-
-
-class PermanentWriteError(WriteError):
-    """The data itself is rejected: isolate the bad frames and dead-letter them."""
-
-
-class KeyReuseError(PermanentWriteError):
+class KeyReuseError(TelemetryError):
     """A frame's idempotency key (producer, seq) was committed before with other content.
 
     The frame is not stored (the first one keeps the key) and goes to the dead-letter stream.

@@ -1,4 +1,4 @@
-"""log_config(level): the logging set-up every process uses (one line per event, UTC)."""
+"""setup_logging(level): the logging set-up every process uses (one line per event, UTC, on stderr)."""
 
 from __future__ import annotations
 

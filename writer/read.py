@@ -1,7 +1,7 @@
 """Reading the priority streams as a consumer group: create the group, read, reclaim.
 
 Builds the XREADGROUP / XAUTOCLAIM calls and turns replies into Entry objects; decoding
-the fields into frames is writer/decode.py's job. No PostgreSQL here.
+the fields into frames is common/schema.py's decode (called by writer/loop.py). No PostgreSQL here.
 """
 
 from __future__ import annotations
