@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -111,8 +111,11 @@ class PgLink:
     until an error.
 
     Partition upkeep is not done here (writer/upkeep.py runs it in its own thread); the only
-    DDL on this path is creating today's partition (and those ahead) when it is missing, checked
-    once per connection and day, because a frame of today cannot be committed without it.
+    DDL on this path is creating a partition a batch needs when it is missing: today's (and those
+    ahead), checked once per connection and day, and that of any day of a batch's frames inside
+    the retention window (a frame from a few days ago arriving before upkeep's first pass reached
+    that day), checked once per connection and day. A frame outside the window still fails with
+    SQLSTATE 23514 and is dead-lettered.
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class PgLink:
         self.pool: ConnectionPool | None = None
         self.conn: psycopg.Connection[Any] | None = None
         self.checked_day: date | None = None
+        self.known_days: set[date] = set()
 
     def connection(self) -> psycopg.Connection[Any]:
         """The connection to use; raises a transient error (PoolTimeout ...) when PostgreSQL is away."""
@@ -139,6 +143,7 @@ class PgLink:
             self.on_state(True)
             logger.info("connected to postgres %s", mask_dsn(self.settings.postgres.dsn))
             self.checked_day = None
+            self.known_days = set()
         today = self.wall.now().date()
         if today != self.checked_day:
             if not has_partition(self.conn, today):
@@ -155,8 +160,20 @@ class PgLink:
         checkpoint: Callable[[], None],
         state_horizon: datetime | None,
     ) -> BatchResult:
-        """writer/sink.py Sink.write: write_frames on ``conn``."""
+        """writer/sink.py Sink.write: write_frames on ``conn`` (after ``ensure_days``)."""
+        self.ensure_days(conn, frames)
         return write_frames(conn, frames, snapshots, checkpoint, state_horizon)
+
+    def ensure_days(self, conn: psycopg.Connection[Any], frames: Sequence[Frame]) -> None:
+        """Create the missing partitions of the frames' days inside [today - RETENTION_DAYS, today + AHEAD]."""
+        today = self.wall.now().date()
+        w = self.settings.writer
+        first, last = today - timedelta(days=w.retention_days), today + timedelta(days=w.partitions_ahead_days)
+        days = {f.observed_at.astimezone(UTC).date() for f in frames} - self.known_days
+        for day in sorted(d for d in days if first <= d <= last):
+            if not has_partition(conn, day):
+                ensure_partitions(conn, day, day, short_lock_timeout=False)
+            self.known_days.add(day)
 
     def drop(self) -> None:
         """After an error: close the connection (it may be half-broken) and give it back."""

@@ -191,3 +191,17 @@ def test_a_current_state_row_already_frozen_in_the_future_is_replaced(settings: 
         f = replace(frame("dev", 1, observed_at=now, x=1.0), producer="p@b/1", seq=1)
         write_frames(conn, [f], state_horizon=now + timedelta(minutes=5))
     assert pg_query(settings, "SELECT value, observed_at FROM current_state") == [(1.0, now)]
+
+
+def test_a_recent_day_without_a_partition_yet_is_created_not_dead_lettered(settings: Settings, redis: Redis) -> None:
+    """Upkeep runs on its own thread: a frame from 8 days ago may arrive before its first pass has
+    created that day. The lane creates partitions inside the retention window itself; a frame
+    outside it (40 days ago, retention 30) is still dead-lettered (SQLSTATE 23514)."""
+    now = datetime.now(UTC)
+    recent, old = now - timedelta(days=8), now - timedelta(days=40)
+    assert pg_query(settings, "SELECT to_regclass(%s)", [f"readings_p{recent:%Y%m%d}"]) == [(None,)]
+    publish(settings, redis, [frame("dev", 1, recent, x=1.0), frame("dev", 2, old, x=2.0)])
+    with running_writer(settings, upkeep_interval_s=3600) as live:
+        wait_for(lambda: live.frames == 1 and sum(live.dead_letters.values()) == 1, 30, what="1 + 1 dead letter")
+    assert dict(live.dead_letters) == {"sqlstate:23514": 1}
+    assert pg_query(settings, "SELECT value FROM readings") == [(1.0,)]
