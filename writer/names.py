@@ -28,7 +28,7 @@ Layout = tuple[str, str, tuple[tuple[str, str], ...]]
 
 def layout_of(frame: Frame) -> Layout:
     """The key of a frame's (device id, series ids) in the cache. Pure."""
-    return (frame.source, frame.device, tuple(map(_NAME_UNIT, frame.channels)))  # type: ignore[arg-type]
+    return (frame.source, frame.device, tuple(map(_NAME_UNIT, frame.channels)))
 
 
 @dataclass
@@ -78,9 +78,7 @@ def name_ids(conn: psycopg.Connection[Any], frames: Sequence[Frame], layouts: Se
 
 
 def _fetch_series(conn: psycopg.Connection[Any], cache: NameIds, layouts: set[Layout]) -> None:
-    wanted = sorted(
-        {(src, dev, ch, unit) for src, dev, chans in layouts for ch, unit in chans} - cache.series.keys()
-    )
+    wanted = sorted({(src, dev, ch, unit) for src, dev, chans in layouts for ch, unit in chans} - cache.series.keys())
     for i in range(0, len(wanted), MAX_NAMES_PER_CALL):
         chunk = wanted[i : i + MAX_NAMES_PER_CALL]
         cols = [list(c) for c in zip(*chunk, strict=True)]

@@ -222,7 +222,7 @@ def _copy_packed(
                 checkpoint()  # strict priority: pause while the urgent lane works
             obs, src, dev, sess = f.observed_at, f.source, f.device, f.session
             chans = f.channels
-            device_id, series = layout_ids[layout]  # type: ignore[index]
+            device_id, series = layout_ids[layout]
             values = list(map(_VALUE, chans))
             texts = None
             if not _NUMBER.issuperset(map(type, values)):
