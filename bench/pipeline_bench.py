@@ -39,10 +39,21 @@ from producers.simulate import SimulateSource  # noqa: E402
 from tests.pgdb import ensure_database  # noqa: E402
 from writer.migrate import migrate  # noqa: E402
 from writer.partitions import maintain  # noqa: E402
-from writer.pg_copy import READINGS_COPY, READINGS_TYPES  # noqa: E402
 
 REDIS_URL = os.environ.get("TELEMETRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_DSN = os.environ.get("TELEMETRY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/telemetry_test")
+
+READINGS_COPY = (
+    "COPY readings (observed_at, received_at, source, device, channel, value, text_value,"
+    " unit, quality, session, producer, seq) FROM STDIN (FORMAT BINARY)"
+)
+"""The fixed yardstick (issue 15): long rows into the layout of migrations 001-003 (a schema
+migrated up to 003, where readings is still the partitioned long table)."""
+READINGS_TYPES = [
+    "timestamptz", "timestamptz", "text", "text", "text", "float8", "text", "text", "text", "text", "text", "int8",
+]  # fmt: skip
+LONG_LAYOUT = 3
+"""The last migration of the long layout."""
 
 NICE_BULK = ["nice", "-n", os.environ.get("BENCH_BULK_NICE", "10")]
 """Bulk sources run at lower CPU priority, as deploy/ runs the import worker (bulk yields to live data)."""

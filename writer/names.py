@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 
 from common.schema import Frame
+from writer.pg_arrays import INT4_OID, fixed_array
 
 _NAME_UNIT = itemgetter(0, 2)
 
@@ -35,7 +36,8 @@ def layout_of(frame: Frame) -> Layout:
 class NameIds:
     """Ids known on one connection."""
 
-    layouts: dict[Layout, tuple[int, list[int]]] = field(default_factory=dict)
+    layouts: dict[Layout, tuple[int, bytes]] = field(default_factory=dict)
+    """Layout -> (device id, its series ids as a binary int4[], writer/pg_arrays.py)."""
     series: dict[tuple[str, str, str, str], tuple[int, int]] = field(default_factory=dict)
     producers: dict[str, int] = field(default_factory=dict)
     sessions: dict[str, int] = field(default_factory=dict)
@@ -87,7 +89,7 @@ def _fetch_series(conn: psycopg.Connection[Any], cache: NameIds, layouts: set[La
     for src, dev, chans in layouts:
         ids = [cache.series[(src, dev, ch, unit)] for ch, unit in chans]
         device_id = ids[0][0] if ids else _device_id(conn, cache, src, dev)
-        cache.layouts[(src, dev, chans)] = (device_id, [s for _, s in ids])
+        cache.layouts[(src, dev, chans)] = (device_id, fixed_array(INT4_OID, [s for _, s in ids]))
 
 
 def _device_id(conn: psycopg.Connection[Any], cache: NameIds, src: str, dev: str) -> int:

@@ -31,13 +31,15 @@ import psycopg
 from common.schema import Channel, Frame, Quality
 from writer.gate import CHECK_EVERY
 from writer.names import NameIds, layout_of, name_ids
+from writer.pg_arrays import FLOAT8_OID, INT2_OID, fixed_array, text_array
 
 PACKED_COPY = (
     "COPY readings_packed (observed_at, received_at, seq, device_id, producer_id, session_id, series, num_values,"
     " text_values, qualities) FROM STDIN (FORMAT BINARY)"
 )
 """One row per frame (migration 004); the ``readings`` view fans it out into one row per channel."""
-PACKED_TYPES = ["timestamptz", "timestamptz", "int8", "int4", "int4", "int4", "int4[]", "float8[]", "text[]", "int2[]"]
+PACKED_TYPES = ["timestamptz", "timestamptz", "int8", "int4", "int4", "int4", "bytea", "bytea", "bytea", "bytea"]
+"""The arrays are encoded by writer/pg_arrays.py and passed through as bytes."""
 _NAME = itemgetter(0)
 _VALUE = itemgetter(1)
 _QUALITY = itemgetter(3)
@@ -226,13 +228,15 @@ def _copy_packed(
             values = list(map(_VALUE, chans))
             texts = None
             if not _NUMBER.issuperset(map(type, values)):
-                texts = [v if isinstance(v, str) else None for v in values]
+                texts = text_array([v if isinstance(v, str) else None for v in values])
                 values = [None if isinstance(v, str) else v for v in values]
             qualities = list(map(_QUALITY, chans))
-            codes = None if qualities.count(good) == len(qualities) else [QUALITY_CODES[q] for q in qualities]
+            codes = None
+            if qualities.count(good) != len(qualities):
+                codes = fixed_array(INT2_OID, [QUALITY_CODES[q] for q in qualities])
             write((
                 obs, f.received_at, f.seq, device_id, producers[f.producer],
-                None if sess is None else sessions[sess], series, values, texts, codes,
+                None if sess is None else sessions[sess], series, fixed_array(FLOAT8_OID, values), texts, codes,
             ))  # fmt: skip
             if obs > horizon:
                 continue  # from the future: stored, but not the current state
