@@ -87,15 +87,17 @@ def test_every_capture_through_pty_redis_writer_postgres(settings: Settings, red
     expected = {name: expected_frames(data[name], name) for name in CAPTURES}
     ptys = {name: open_pty() for name in CAPTURES}
     stats: dict[str, dict[str, ProducerStats]] = {}
-    with running_writer(settings), _all_producing(ptys, redis, settings, stats) as sources:
-        # The writer drops partitions older than its retention when it connects, which it does
-        # for its first batch: prime it with one frame of today, and once that row is committed
-        # (so the drop is done) add the capture days, 2008-2025 (its next pass is 10 minutes on).
+    with running_writer(settings) as live, _all_producing(ptys, redis, settings, stats) as sources:
+        # The writer's upkeep thread drops partitions older than its retention on its first pass:
+        # prime it with one frame of today, and once that row is committed and the pass is done
+        # add the capture days, 2008-2025 (its next pass is 10 minutes on). Waiting for the pass
+        # itself: under load it came after the commit and dropped capture days (dead letters).
         now = dt.datetime.now(dt.UTC)
         primer = Publisher(redis, settings.redis.names, new_producer_id("primer"))
         primer.stamp([Frame("simulate", "primer", now, now, 0, (Channel("x", 1.0),))])
         primer.send()
         wait_for(lambda: count_readings(settings) == 1, 10, what="writer connected and maintained")
+        wait_for(lambda: live.retention_passes >= 1, 30, what="the writer's first retention pass")
         create_partitions(settings, {f.observed_at.date() for frames in expected.values() for f in frames})
         wait_for(lambda: all(s.is_open for s in sources), 5, what="ports open")  # pyserial flushes on open
         writers = [write_all(ptys[name][0], data[name]) for name in CAPTURES]
