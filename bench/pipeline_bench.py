@@ -382,16 +382,18 @@ def bench_storage(env: Env, frames: list[Frame], tmp: Path, runs: int) -> dict[s
     }  # fmt: skip
     pid = os.getpid()
     _, old_schema = env.fresh(upto=LONG_LAYOUT)
-    with psycopg.connect(PG_DSN, autocommit=True, options=f"-c search_path={old_schema}") as conn:
-        maintain(conn, date.today(), 1, 1)
-        long = storage_bench.load_long(conn, rows_of(data), READINGS_COPY, READINGS_TYPES, pid)
-        storage_bench.finish(conn, long, old_schema, params, runs)
     _, schema = env.fresh()
-    out: dict[str, Any] = {"long": long, "params": params}
-    with psycopg.connect(PG_DSN, autocommit=True, options=f"-c search_path={schema}") as conn:
+    out: dict[str, Any] = {"params": params}
+    with (
+        psycopg.connect(PG_DSN, autocommit=True, options=f"-c search_path={old_schema}") as old,
+        psycopg.connect(PG_DSN, autocommit=True, options=f"-c search_path={schema}") as conn,
+    ):
+        long = storage_bench.load_long(old, rows_of(data), READINGS_COPY, READINGS_TYPES, pid)
+        storage_bench.settle(old, long, old_schema)
         packed = storage_bench.load_packed(conn, data, pid)
-        storage_bench.finish(conn, packed, schema, params, runs)
-        out["packed"] = packed
+        storage_bench.settle(conn, packed, schema)
+        storage_bench.time_queries([(old, long), (conn, packed)], params, runs)
+        out.update(long=long, packed=packed)
         ledger = sum(b for n, _, b in packed.sizes if n.startswith("frame_keys"))
         out["narrow"] = storage_bench.narrow_alternative(conn, schema) + ledger
         out["archive"] = archive_bytes(conn, schema, tmp)
@@ -407,7 +409,7 @@ def archive_bytes(conn: psycopg.Connection[Any], schema: str, tmp: Path) -> tupl
     days = [r[0] for r in conn.execute("SELECT DISTINCT (observed_at AT TIME ZONE 'UTC')::date FROM readings_packed")]
     total, readings = 0, 0
     for day in days:
-        path, n = export_day(conn, day, tmp / schema)
+        path, n = export_day(conn, day, tmp / schema, drop=False)
         total += path.stat().st_size
         readings += n
     return total, readings

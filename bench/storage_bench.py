@@ -109,20 +109,26 @@ def vacuum(conn: psycopg.Connection[Any], schema: str) -> None:
         conn.execute(sql.SQL("VACUUM ANALYZE {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
 
 
-def finish(conn: psycopg.Connection[Any], layout: Layout, schema: str, params: dict[str, Any], runs: int) -> None:
-    """VACUUM ANALYZE, sizes, query p50s."""
+def settle(conn: psycopg.Connection[Any], layout: Layout, schema: str) -> None:
+    """VACUUM ANALYZE, then sizes and the readings count."""
     vacuum(conn, schema)
     layout.sizes = [(str(n), bool(i), int(s)) for n, i, s in conn.execute(_SIZES, [schema]).fetchall()]
     layout.readings = int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])  # type: ignore[index]
+
+
+def time_queries(layouts: Sequence[tuple[psycopg.Connection[Any], Layout]], params: dict[str, Any], runs: int) -> None:
+    """p50 of every query on every layout, the layouts taking turns (a shared machine's load
+    then weighs on both alike); three warm-up runs each."""
     for name, query in QUERIES.items():
-        times = []
+        times: dict[str, list[float]] = {lay.name: [] for _, lay in layouts}
         for k in range(runs + 3):
-            t = time.perf_counter()
-            n = len(conn.execute(query, params).fetchall())
-            if k >= 3:  # warm-up first
-                times.append(time.perf_counter() - t)
-        layout.p50_ms[name] = 1000 * statistics.median(times)
-        layout.rows[name] = n
+            for conn, lay in layouts:
+                t = time.perf_counter()
+                lay.rows[name] = len(conn.execute(query, params).fetchall())
+                if k >= 3:
+                    times[lay.name].append(time.perf_counter() - t)
+        for _, lay in layouts:
+            lay.p50_ms[name] = 1000 * statistics.median(times[lay.name])
 
 
 def load_long(
