@@ -91,7 +91,7 @@ def _archive(s: Settings, args: argparse.Namespace) -> int:
         for day, path, rows, size in archive.list_archive(directory):
             print(f"{day}  {rows:>12,} readings  {size:>14,} bytes  {size / max(rows, 1):6.2f} B/reading  {path}")
         return 0
-    if (args.day is None) == (args.op == "export" and args.due):
+    if (args.day is not None) == (args.op == "export" and args.due):  # one DAY, or --due
         print(f"telemetry-admin: archive {args.op} takes one DAY (YYYY-MM-DD){' or --due' * (args.op == 'export')}",
               file=sys.stderr)  # fmt: skip
         return 2
