@@ -21,15 +21,18 @@ import psycopg
 from common.schema import Frame
 from writer.pg_arrays import INT4_OID, fixed_array
 
-_NAME_UNIT = itemgetter(0, 2)
+_NAME = itemgetter(0)
+_UNIT = itemgetter(2)
 
-Layout = tuple[str, str, tuple[tuple[str, str], ...]]
-"""(source, device, ((channel, unit), ...)): what a frame's series array depends on."""
+Layout = tuple[str, str, tuple[str, ...], tuple[str, ...]]
+"""(source, device, channel names, units): what a frame's series array depends on."""
 
 
 def layout_of(frame: Frame) -> Layout:
-    """The key of a frame's (device id, series ids) in the cache. Pure."""
-    return (frame.source, frame.device, tuple(map(_NAME_UNIT, frame.channels)))
+    """The key of a frame's (device id, series ids) in the cache. Pure; two C-level passes and
+    no tuple per channel (it runs once per frame on the writer's hot path)."""
+    chans = frame.channels
+    return (frame.source, frame.device, tuple(map(_NAME, chans)), tuple(map(_UNIT, chans)))
 
 
 @dataclass
@@ -80,16 +83,20 @@ def name_ids(conn: psycopg.Connection[Any], frames: Sequence[Frame], layouts: Se
 
 
 def _fetch_series(conn: psycopg.Connection[Any], cache: NameIds, layouts: set[Layout]) -> None:
-    wanted = sorted({(src, dev, ch, unit) for src, dev, chans in layouts for ch, unit in chans} - cache.series.keys())
+    wanted = sorted(
+        {(src, dev, ch, unit) for src, dev, names, units in layouts for ch, unit in zip(names, units, strict=True)}
+        - cache.series.keys()
+    )
     for i in range(0, len(wanted), MAX_NAMES_PER_CALL):
         chunk = wanted[i : i + MAX_NAMES_PER_CALL]
         cols = [list(c) for c in zip(*chunk, strict=True)]
         rows = conn.execute("SELECT o_device, o_series FROM series_ids(%s, %s, %s, %s)", cols).fetchall()
         cache.series.update(zip(chunk, ((int(d), int(s)) for d, s in rows), strict=True))
-    for src, dev, chans in layouts:
-        ids = [cache.series[(src, dev, ch, unit)] for ch, unit in chans]
+    for layout in layouts:
+        src, dev, names, units = layout
+        ids = [cache.series[(src, dev, ch, unit)] for ch, unit in zip(names, units, strict=True)]
         device_id = ids[0][0] if ids else _device_id(conn, cache, src, dev)
-        cache.layouts[(src, dev, chans)] = (device_id, fixed_array(INT4_OID, [s for _, s in ids]))
+        cache.layouts[layout] = (device_id, fixed_array(INT4_OID, [s for _, s in ids]))
 
 
 def _device_id(conn: psycopg.Connection[Any], cache: NameIds, src: str, dev: str) -> int:
