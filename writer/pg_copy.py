@@ -30,7 +30,7 @@ import psycopg
 
 from common.schema import Channel, Frame, Quality
 from writer.gate import CHECK_EVERY
-from writer.names import NameIds, layout_of, name_ids
+from writer.names import Layout, NameIds, layout_of, name_ids
 from writer.pg_arrays import FLOAT8_OID, INT2_OID, fixed_array, text_array
 
 PACKED_COPY = (
@@ -201,7 +201,7 @@ def _utc_day(ts: datetime) -> date:
 def _copy_packed(
     cur: psycopg.Cursor[Any],
     frames: Sequence[Frame],
-    layouts: Sequence[tuple[Any, ...]],
+    layouts: Sequence[Layout],
     ids: NameIds,
     checkpoint: Callable[[], None],
     horizon: datetime,

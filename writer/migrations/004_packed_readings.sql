@@ -1,4 +1,4 @@
--- Issue 15: a compact hot store. 249 bytes a reading became ~30 (bench/pipeline_bench.py).
+-- Issue 15: a compact hot store. 217-249 bytes a reading became ~40 (bench/pipeline_bench.py).
 --
 -- Layout. One row per committed frame in `readings_packed` (daily partitions, still named
 -- readings_pYYYYMMDD), its channels as parallel arrays:
@@ -11,9 +11,10 @@
 -- (small ids in `devices`, `producers`, `sessions`). Names are created race-free by the
 -- SECURITY DEFINER functions series_ids/name_ids below (INSERT ... ON CONFLICT DO NOTHING in
 -- sorted order, then SELECT) and cached by the writer; they are never deleted.
--- Alternatives measured on the benchmark's data (bytes a reading, heap + indexes + ledger):
--- today's long rows 249; narrow rows (series int4, observed_at, frame int8, value, quality
--- int2) with a (series, observed_at) btree ~95; one row per frame with arrays (this) ~30.
+-- Alternatives measured on the benchmark's data (500,000 readings, 10 a frame; bytes a reading,
+-- heap + indexes + ledger, after VACUUM): the long rows of 001-003: 217; narrow rows (series
+-- int4, quality int2, observed_at, frame int8, value) with a (series, observed_at) btree plus a
+-- per-frame table: 113; one row per frame with arrays (this): 40, of which the ledger is 10.
 --
 -- Nothing breaks for users: `readings` is now a VIEW with the old columns and types, so
 -- every SELECT keeps working (filters on device and observed_at use the packed table's
