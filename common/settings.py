@@ -185,6 +185,21 @@ class WriterSettings(Section):
     """Write a JSONB snapshot per device and session to ``frames`` this often; 0 = off."""
 
 
+class ArchiveSettings(Section):
+    """The cold tier (issue 15): days past the hot horizon exported to Parquet, then dropped.
+
+    Run by ``telemetry-admin archive export --due`` as the tables' owner (the writer role may not
+    read readings); needs the optional extra ``archive`` (pyarrow)."""
+
+    dir: Path | None = None
+    """Directory of the archive files (one ``readings_YYYYMMDD.parquet`` per day); unset = no archive."""
+    hot_days: int = Field(default=7, ge=1)
+    """Days kept in PostgreSQL; older days are archived by ``archive export --due``. Keep it
+    below WRITER__RETENTION_DAYS, which drops partitions whether archived or not."""
+    max_days_per_pass: int = Field(default=10, ge=1)
+    """Most days one ``archive export --due`` exports and drops."""
+
+
 class HttpSettings(Section):
     """The operations endpoint of every long-running process: /metrics, /healthz, /readyz, /summary."""
 
@@ -439,6 +454,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     postgres: PostgresSettings = PostgresSettings()
     writer: WriterSettings = WriterSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     producer: ProducerSettings = ProducerSettings()
     simulate: SimulateSettings = SimulateSettings()
     jsonl: JsonlSettings = JsonlSettings()

@@ -3,6 +3,9 @@
 telemetry-admin migrate
 telemetry-admin partitions create FIRST_DAY [LAST_DAY]
 telemetry-admin retention accept-clock         # after checking the clock: let retention run again
+telemetry-admin archive list                 # the cold tier's files (ARCHIVE__DIR): day, readings, bytes
+telemetry-admin archive export DAY | --due   # a day (or every day past ARCHIVE__HOT_DAYS) to Parquet, then drop it
+telemetry-admin archive restore DAY          # an archived day back into PostgreSQL
 telemetry-admin streams                      # length, lag, pending per consumer
 telemetry-admin streams repair               # remove entry IDs from the future (forged XADD IDs)
 telemetry-admin status [--json]              # live view: streams, writers, producers, gaps, dead letters
@@ -67,6 +70,50 @@ def _retention(s: Settings, args: argparse.Namespace) -> int:
         row = conn.execute("SELECT refusal FROM retention_state").fetchone()
         accept_clock(conn)
     print(f"retention will trust the clock from its next pass (last refusal: {row[0] if row else None})")
+    return 0
+
+
+def _archive(s: Settings, args: argparse.Namespace) -> int:
+    if s.archive.dir is None:
+        print("telemetry-admin: set TELEMETRY_ARCHIVE__DIR to the archive directory", file=sys.stderr)
+        return 2
+    try:
+        from writer import archive
+    except ImportError as exc:
+        print(
+            f"telemetry-admin: the archive needs pyarrow: pip install 'edge-telemetry[archive]' ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    from writer.pg import connect_pg
+
+    directory = s.archive.dir
+    if args.op == "list":
+        for day, path, rows, size in archive.list_archive(directory):
+            print(f"{day}  {rows:>12,} readings  {size:>14,} bytes  {size / max(rows, 1):6.2f} B/reading  {path}")
+        return 0
+    if (args.day is not None) == (args.op == "export" and args.due):  # one DAY, or --due
+        print(f"telemetry-admin: archive {args.op} takes one DAY (YYYY-MM-DD){' or --due' * (args.op == 'export')}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        with connect_pg(s.postgres) as conn:
+            if args.op == "restore":
+                day = date.fromisoformat(args.day)
+                n = archive.restore_day(conn, day, directory)
+                print(f"{day}: restored {n:,} readings from {archive.archive_path(directory, day)}")
+                return 0
+            if args.day:
+                days = [date.fromisoformat(args.day)]
+            else:
+                days = archive.due_days(conn, datetime.now(UTC).date(), s.archive.hot_days)
+                days = days[: s.archive.max_days_per_pass]
+            for day in days:
+                path, n = archive.export_day(conn, day, directory)
+                print(f"{day}: {n:,} readings in {path} ({path.stat().st_size:,} bytes); partition dropped")
+    except archive.ArchiveError as exc:
+        print(f"telemetry-admin: archive: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -173,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retention", help="accept-clock: let retention run after it refused a clock step")
     p.add_argument("op", choices=["accept-clock"])
     p.set_defaults(fn=_retention)
+    p = sub.add_parser("archive", help="cold tier: list, export (then drop) or restore days as Parquet files")
+    p.add_argument("op", choices=["list", "export", "restore"])
+    p.add_argument("day", nargs="?", help="YYYY-MM-DD (UTC day)")
+    p.add_argument("--due", action="store_true", help="export: every day past TELEMETRY_ARCHIVE__HOT_DAYS")
+    p.set_defaults(fn=_archive)
     p = sub.add_parser("streams", help="length, lag and pending per priority stream; or repair entry IDs")
     p.add_argument(
         "action",

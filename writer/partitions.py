@@ -1,5 +1,5 @@
-"""Daily partitions of ``readings``: create them ahead and back to the retention horizon, in
-bounded chunks; drop expired ones and prune the ledger (used by writer/retention.py).
+"""Daily partitions of ``readings_packed`` (named readings_pYYYYMMDD): create them ahead and
+back to the retention horizon, in bounded chunks; drop expired ones and prune the ledger (used by writer/retention.py).
 
 A frame whose day has no partition is rejected by PostgreSQL (SQLSTATE 23514) and
 dead-lettered with that reason; an operator can create the partition
@@ -20,7 +20,8 @@ import psycopg
 
 logger = logging.getLogger(__name__)
 
-PARTITIONED = ("readings",)
+PARTITIONED = ("readings_packed",)
+"""Partitioned tables (their daily partitions keep the names readings_pYYYYMMDD, migration 004)."""
 _SUFFIX = re.compile(r"_p(\d{8})$")
 
 

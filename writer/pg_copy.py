@@ -6,7 +6,8 @@ Steps, in one transaction:
    already there with the same digest is a duplicate (a re-send or a redelivery: skipped); with
    another digest it is key reuse (reported in ``BatchResult.reused``, never written; the
    caller dead-letters it). Inside one batch the first frame of a key wins the same way;
-2. binary COPY the new frames' channels into ``readings``;
+2. binary COPY the new frames into ``readings_packed``, one row per frame with its channels
+   as arrays (the ``readings`` view shows one row per channel, migration 004);
 3. upsert ``current_state`` (only from frames not too far ahead of the writer's clock) and
    ``producer_progress`` from the same frames.
 Concurrent writers cannot both insert a key: the second waits on the first's commit, then
@@ -27,18 +28,24 @@ from typing import Any
 import orjson
 import psycopg
 
-from common.schema import Channel, Frame
+from common.schema import Channel, Frame, Quality
 from writer.gate import CHECK_EVERY
+from writer.names import Layout, NameIds, layout_of, name_ids
+from writer.pg_arrays import FLOAT8_OID, INT2_OID, fixed_array, text_array
 
-READINGS_COPY = (
-    "COPY readings (observed_at, received_at, source, device, channel, value, text_value,"
-    " unit, quality, session, producer, seq) FROM STDIN (FORMAT BINARY)"
+PACKED_COPY = (
+    "COPY readings_packed (observed_at, received_at, seq, device_id, producer_id, session_id, series, num_values,"
+    " text_values, qualities) FROM STDIN (FORMAT BINARY)"
 )
+"""One row per frame (migration 004); the ``readings`` view fans it out into one row per channel."""
+PACKED_TYPES = ["timestamptz", "timestamptz", "int8", "int4", "int4", "int4", "bytea", "bytea", "bytea", "bytea"]
+"""The arrays are encoded by writer/pg_arrays.py and passed through as bytes."""
 _NAME = itemgetter(0)
-
-READINGS_TYPES = [
-    "timestamptz", "timestamptz", "text", "text", "text", "float8", "text", "text", "text", "text", "text", "int8",
-]  # fmt: skip
+_VALUE = itemgetter(1)
+_QUALITY = itemgetter(3)
+_NUMBER = frozenset({float, type(None)})
+QUALITY_CODES = {q: i for i, q in enumerate(Quality)}
+"""Quality -> the small code stored in readings_packed.qualities (the view's order)."""
 
 # The batch's keys go to a temporary table by binary COPY (C-formatted; array parameters
 # are dumped in Python, which cost a tenth of the writer's time), then into the ledger.
@@ -122,6 +129,9 @@ def write_frames(
         conn.execute(_CREATE_BATCH_KEYS)
         _HAS_BATCH_KEYS.add(conn)
     digests = [frame_digest(f) for f in frames]
+    layouts = [layout_of(f) for f in frames]
+    ids = name_ids(conn, frames, layouts)  # before the batch's transaction (writer/names.py)
+    layout_at = {id(f): k for f, k in zip(frames, layouts, strict=True)}
     with conn.transaction(), conn.cursor() as cur:
         with cur.copy(_COPY_BATCH_KEYS) as copy:
             copy.set_types(["text", "int8", "date", "int8"])
@@ -139,7 +149,7 @@ def write_frames(
         if not fresh:
             return result
         horizon = state_horizon or datetime.max.replace(tzinfo=UTC)
-        state = _copy_readings(cur, fresh, checkpoint, horizon)
+        state = _copy_packed(cur, fresh, [layout_at[id(f)] for f in fresh], ids, checkpoint, horizon)
         result.rows = sum(len(f.channels) for f in fresh)
         if state:
             cur.execute(_UPSERT_STATE, [*(list(col) for col in zip(*state, strict=True)), horizon])
@@ -185,31 +195,46 @@ def _utc_day(ts: datetime) -> date:
     return ts.astimezone(UTC).date()
 
 
-def _copy_readings(
-    cur: psycopg.Cursor[Any], frames: Sequence[Frame], checkpoint: Callable[[], None], horizon: datetime
+def _copy_packed(
+    cur: psycopg.Cursor[Any],
+    frames: Sequence[Frame],
+    layouts: Sequence[Layout],
+    ids: NameIds,
+    checkpoint: Callable[[], None],
+    horizon: datetime,
 ) -> list[tuple[Any, ...]]:
-    """Binary COPY the frames' channels into readings; return current_state rows (latest per
-    channel, among the frames observed no later than ``horizon``).
+    """Binary COPY one packed row per frame; return current_state rows (latest per channel,
+    among the frames observed no later than ``horizon``).
 
-    The hot loop of the writer: one tuple per reading and one C-level dict update per frame.
+    The hot loop of the writer: per frame, a few C-level passes over its channels (values,
+    qualities) and one row; no Python work per reading on the common path (all numbers, all good).
     """
     latest: dict[tuple[str, str], dict[str, tuple[Frame, Channel]]] = {}
     newest: dict[tuple[str, str], datetime] = {}
-    with cur.copy(READINGS_COPY) as copy:
-        copy.set_types(READINGS_TYPES)
+    producers, sessions, layout_ids = ids.producers, ids.sessions, ids.layouts
+    good = Quality.GOOD
+    with cur.copy(PACKED_COPY) as copy:
+        copy.set_types(PACKED_TYPES)
         write = copy.write_row
-        for i, f in enumerate(frames):
+        for i, (f, layout) in enumerate(zip(frames, layouts, strict=True)):
             if not i % CHECK_EVERY:
                 checkpoint()  # strict priority: pause while the urgent lane works
-            obs, rcv, src, dev, sess, prod, seq = (
-                f.observed_at, f.received_at, f.source, f.device, f.session, f.producer, f.seq,
-            )  # fmt: skip
+            obs, src, dev, sess = f.observed_at, f.source, f.device, f.session
             chans = f.channels
-            for name, value, unit, quality in chans:
-                if value is None or type(value) is float:
-                    write((obs, rcv, src, dev, name, value, None, unit, quality, sess, prod, seq))
-                else:
-                    write((obs, rcv, src, dev, name, None, value, unit, quality, sess, prod, seq))
+            device_id, series = layout_ids[layout]
+            values = list(map(_VALUE, chans))
+            texts = None
+            if not _NUMBER.issuperset(map(type, values)):
+                texts = text_array([v if isinstance(v, str) else None for v in values])
+                values = [None if isinstance(v, str) else v for v in values]
+            qualities = list(map(_QUALITY, chans))
+            codes = None
+            if qualities.count(good) != len(qualities):
+                codes = fixed_array(INT2_OID, [QUALITY_CODES[q] for q in qualities])
+            write((
+                obs, f.received_at, f.seq, device_id, producers[f.producer],
+                None if sess is None else sessions[sess], series, fixed_array(FLOAT8_OID, values), texts, codes,
+            ))  # fmt: skip
             if obs > horizon:
                 continue  # from the future: stored, but not the current state
             key = (src, dev)

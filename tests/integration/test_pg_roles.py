@@ -45,19 +45,25 @@ def test_writer_role_ingests_and_maintains_partitions(
 
 
 DENIED = [
-    "DELETE FROM readings",
-    "UPDATE readings SET value = 0",
-    "TRUNCATE readings",
+    # readings is a view over readings_packed since migration 004: both are checked.
+    "DELETE FROM readings_packed",
+    "UPDATE readings_packed SET seq = 0",
+    "TRUNCATE readings_packed",
+    "SELECT count(*) FROM readings_packed",
     "SELECT count(*) FROM readings",
-    "DROP TABLE readings",
-    "ALTER TABLE readings ADD COLUMN x int",
+    "DROP TABLE readings_packed",
+    "ALTER TABLE readings_packed ADD COLUMN x int",
+    "SELECT * FROM series",
+    "DELETE FROM devices",
+    "UPDATE producers SET producer = 'x'",
+    "INSERT INTO sessions (session) VALUES ('x')",
     "CREATE TABLE evil (x int)",
     "DELETE FROM frame_keys",
     "DELETE FROM retention_state",
     "DELETE FROM producer_progress",
     "SELECT * FROM schema_migrations",
     "UPDATE retention_policy SET min_retention_days = 1",
-    "CREATE TABLE readings_p20990101 PARTITION OF readings"
+    "CREATE TABLE readings_p20990101 PARTITION OF readings_packed"
     " FOR VALUES FROM ('2099-01-01 00:00:00+00') TO ('2099-01-02 00:00:00+00')",
     "SELECT drop_partitions_before(current_date + 1)",
     "SELECT ensure_partitions('2000-01-01', '2099-01-01')",
@@ -71,6 +77,26 @@ def test_writer_role_cannot(writer_settings: Settings, statement: str) -> None:
         with pytest.raises(psycopg.Error) as err:
             conn.execute(statement)
         assert err.value.sqlstate in ("42501", "P0001"), (statement, err.value.sqlstate, str(err.value))
+
+
+VIEW_DENIED = [
+    "DELETE FROM readings",
+    "UPDATE readings SET value = 0",
+    "TRUNCATE readings",
+    "DROP TABLE readings",
+    "DROP VIEW readings",
+    "ALTER TABLE readings ADD COLUMN x int",
+]
+
+
+@pytest.mark.parametrize("statement", VIEW_DENIED)
+def test_writer_role_cannot_change_the_readings_view(writer_settings: Settings, statement: str) -> None:
+    """Refused for want of privilege, or because the view is not a table (42809) nor updatable (55000)."""
+    with psycopg.connect(writer_settings.postgres.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(writer_settings.postgres.schema_name)))
+        with pytest.raises(psycopg.Error) as err:
+            conn.execute(statement)
+        assert err.value.sqlstate in ("42501", "42809", "55000"), (statement, err.value.sqlstate, str(err.value))
 
 
 def test_retention_floor_is_set_by_the_owner(settings: Settings) -> None:

@@ -152,13 +152,15 @@ def test_migration_003_upgrades_an_existing_ledger(pg_dsn: str, namespace: str) 
             conn.execute("SELECT ensure_partitions(%s, %s)", [now.date() - timedelta(days=1), now.date()])
             for at in (now, now - timedelta(days=1)):  # the old bug: one key under two timestamps
                 conn.execute("INSERT INTO frame_keys VALUES ('old@box/1', 5, %s)", [at])
-            assert migrate(conn, schema, upto=3) == [3]
+            assert migrate(conn, schema, upto=3) == [3]  # 004 changes readings, not the ledger
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
             rows = conn.execute("SELECT producer, seq, day, digest FROM frame_keys").fetchall()
             assert rows == [("old@box/1", 5, (now - timedelta(days=1)).date(), None)]
             assert conn.execute(
                 "SELECT count(*) FROM pg_inherits WHERE inhparent = 'frame_keys'::regclass"
             ).fetchone() == (0,)
+            assert migrate(conn, schema)[0] == 4  # today's writer writes the packed layout (and 005+)
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
             old = replace(frame("dev", 5, observed_at=now), producer="old@box/1", seq=5)
             result = write_frames(conn, [old])
             assert (result.frames, result.duplicates, result.reused) == (0, 1, [])

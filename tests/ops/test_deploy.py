@@ -144,3 +144,19 @@ def test_producers_spool_by_default_in_compose_and_systemd() -> None:
     assert re.search(r"^Environment=TELEMETRY_PRODUCER__SPOOL_DIR=%S/telemetry/spool$", unit, re.M)
     # Environment= comes before the env files, which may override it
     assert unit.index("Environment=TELEMETRY_PRODUCER__SPOOL_DIR") < unit.index("EnvironmentFile=")
+
+
+def test_the_archive_has_a_volume_in_compose_and_a_state_directory_in_systemd() -> None:
+    """Issue 15: the cold tier's files outlive containers and are written by the tables' owner."""
+    archive = "/var/lib/telemetry/archive"
+    c = compose()
+    svc = c["services"]["archiver"]
+    assert "archive-data" in c["volumes"] and f"archive-data:{archive}" in svc["volumes"]
+    assert svc["environment"]["TELEMETRY_ARCHIVE__DIR"] == archive
+    assert "telemetry_owner" in svc["environment"]["TELEMETRY_POSTGRES__DSN"]
+    assert "archive export --due" in " ".join(svc["command"])
+    assert f"mkdir -p /var/lib/telemetry/spool {archive}" in (REPO / "deploy" / "Dockerfile").read_text()
+    unit = (REPO / "deploy" / "systemd" / "telemetry-archive.service").read_text()
+    assert re.search(r"^StateDirectory=telemetry/archive$", unit, re.M)
+    assert re.search(r"^Environment=TELEMETRY_ARCHIVE__DIR=%S/telemetry/archive$", unit, re.M)
+    assert (REPO / "deploy" / "systemd" / "telemetry-archive.timer").exists()

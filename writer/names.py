@@ -1,0 +1,109 @@
+"""Small integer ids of the names a packed reading refers to (issue 15, migration 004).
+
+A packed row stores ids, not text: ``devices`` (source, device), ``series`` (device,
+channel, unit), ``producers`` and ``sessions``. ``NameIds`` caches them per connection; ids
+missing from the cache are fetched (and created when new) through the SECURITY DEFINER
+functions ``series_ids`` and ``name_ids``, in a short transaction of their own before the
+batch's: a batch that rolls back cannot leave the cache pointing at ids that do not exist.
+Names are never deleted, so a cached id stays valid for the connection's life.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+import psycopg
+
+from common.schema import Frame
+from writer.pg_arrays import INT4_OID, fixed_array
+
+_NAME = itemgetter(0)
+_UNIT = itemgetter(2)
+
+Layout = tuple[str, str, tuple[str, ...], tuple[str, ...]]
+"""(source, device, channel names, units): what a frame's series array depends on."""
+
+
+def layout_of(frame: Frame) -> Layout:
+    """The key of a frame's (device id, series ids) in the cache. Pure; two C-level passes and
+    no tuple per channel (it runs once per frame on the writer's hot path)."""
+    chans = frame.channels
+    return (frame.source, frame.device, tuple(map(_NAME, chans)), tuple(map(_UNIT, chans)))
+
+
+@dataclass
+class NameIds:
+    """Ids known on one connection."""
+
+    layouts: dict[Layout, tuple[int, bytes]] = field(default_factory=dict)
+    """Layout -> (device id, its series ids as a binary int4[], writer/pg_arrays.py)."""
+    series: dict[tuple[str, str, str, str], tuple[int, int]] = field(default_factory=dict)
+    producers: dict[str, int] = field(default_factory=dict)
+    sessions: dict[str, int] = field(default_factory=dict)
+
+    def missing(self, frames: Sequence[Frame], layouts: Sequence[Layout]) -> tuple[set[Layout], set[str], set[str]]:
+        """Layouts, producers and sessions of ``frames`` not in the cache. Pure."""
+        lay = {k for k in layouts if k not in self.layouts}
+        prods = {f.producer for f in frames if f.producer not in self.producers}
+        sess = {f.session for f in frames if f.session is not None and f.session not in self.sessions}
+        return lay, prods, sess
+
+
+_CACHES: weakref.WeakKeyDictionary[psycopg.Connection[Any], NameIds] = weakref.WeakKeyDictionary()
+
+MAX_NAMES_PER_CALL = 50_000
+"""Names sent to one call of series_ids/name_ids (the functions refuse more than 100,000)."""
+
+
+def name_ids(conn: psycopg.Connection[Any], frames: Sequence[Frame], layouts: Sequence[Layout]) -> NameIds:
+    """The connection's cache, completed with the ids ``frames`` need (created when new).
+
+    On a connection outside autocommit the ids would live in the caller's transaction, so
+    they are looked up into a cache of this call only.
+    """
+    cache = _CACHES.get(conn) if conn.autocommit else None
+    if cache is None:
+        cache = NameIds()
+        if conn.autocommit:
+            _CACHES[conn] = cache
+    lay, prods, sess = cache.missing(frames, layouts)
+    if lay:
+        _fetch_series(conn, cache, lay)
+    for kind, names, ids in (("producer", prods, cache.producers), ("session", sess, cache.sessions)):
+        todo = sorted(names)
+        for i in range(0, len(todo), MAX_NAMES_PER_CALL):
+            chunk = todo[i : i + MAX_NAMES_PER_CALL]
+            rows = conn.execute("SELECT o_id FROM name_ids(%s, %s)", [kind, chunk]).fetchall()
+            ids.update(zip(chunk, (int(r[0]) for r in rows), strict=True))
+    return cache
+
+
+def _fetch_series(conn: psycopg.Connection[Any], cache: NameIds, layouts: set[Layout]) -> None:
+    wanted = sorted(
+        {(src, dev, ch, unit) for src, dev, names, units in layouts for ch, unit in zip(names, units, strict=True)}
+        - cache.series.keys()
+    )
+    for i in range(0, len(wanted), MAX_NAMES_PER_CALL):
+        chunk = wanted[i : i + MAX_NAMES_PER_CALL]
+        cols = [list(c) for c in zip(*chunk, strict=True)]
+        rows = conn.execute("SELECT o_device, o_series FROM series_ids(%s, %s, %s, %s)", cols).fetchall()
+        cache.series.update(zip(chunk, ((int(d), int(s)) for d, s in rows), strict=True))
+    for layout in layouts:
+        src, dev, names, units = layout
+        ids = [cache.series[(src, dev, ch, unit)] for ch, unit in zip(names, units, strict=True)]
+        device_id = ids[0][0] if ids else _device_id(conn, cache, src, dev)
+        cache.layouts[layout] = (device_id, fixed_array(INT4_OID, [s for _, s in ids]))
+
+
+def _device_id(conn: psycopg.Connection[Any], cache: NameIds, src: str, dev: str) -> int:
+    """A frame without channels still needs its device's id: through a placeholder series."""
+    key = (src, dev, "", "")
+    if key not in cache.series:
+        row = conn.execute("SELECT o_device, o_series FROM series_ids(%s, %s, %s, %s)", [[src], [dev], [""], [""]])
+        d, s = row.fetchone()  # type: ignore[misc]
+        cache.series[key] = (int(d), int(s))
+    return cache.series[key][0]
