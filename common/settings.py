@@ -174,8 +174,9 @@ class WriterSettings(Section):
     """Consumer name; default ``<hostname>-<pid>``."""
     retention_days: int = Field(default=30, ge=1)
     """Daily partitions older than this are dropped; partitions exist back to this horizon."""
-    partitions_ahead_days: int = Field(default=3, ge=1)
-    """Daily partitions are created this many days ahead, so midnight never stalls ingest."""
+    partitions_ahead_days: int = Field(default=3, ge=1, le=31)
+    """Daily partitions are created this many days ahead, so midnight never stalls ingest (at most 31:
+    the writer role may not create partitions further ahead)."""
     retention_max_days_per_pass: int = Field(default=3, ge=1)
     """Most daily partitions one retention pass (every 10 minutes) drops."""
     current_state_max_ahead_s: float = Field(default=300.0, ge=0)

@@ -38,6 +38,8 @@ def test_migrate_is_idempotent(settings: Settings) -> None:
     from writer.migrate import migration_files
 
     assert pg_query(settings, "SELECT count(*) FROM schema_migrations")[0][0] == len(migration_files()) >= 2
+    # the retention the writer role may act within (migration 006), from TELEMETRY_WRITER__RETENTION_DAYS
+    assert pg_query(settings, "SELECT retention_days FROM retention_policy") == [(settings.writer.retention_days,)]
 
 
 def test_streams_and_deadletter_commands(settings: Settings, redis: Redis) -> None:

@@ -339,3 +339,41 @@ def test_the_writer_role_cannot_rewrite_loss_accounting(deployed_roles: dict[str
             conn.execute("SELECT record_progress('{p/1}', '{8}', '{obd}')")
         row = conn.execute("SELECT frames, max_seq FROM producer_progress WHERE producer = 'p/1'").fetchone()
         assert row == (8, 10)  # one committed frame counted once; the gap of 2 stays visible
+
+
+def test_the_writer_role_cannot_create_or_drop_partitions_outside_its_retention(
+    deployed_roles: dict[str, Any],
+) -> None:
+    """13.4: ensure_partitions('1900-01-01', ...) made any number of partitions, and
+    drop_partitions_before(current_date - 1) dropped a 5-day-old row (floor shipped as 1 day)."""
+    with psycopg.connect(deployed_roles["owner"], autocommit=True) as conn:
+        conn.execute("SET search_path TO telemetry")
+        conn.execute("UPDATE retention_policy SET retention_days = 30")  # what `telemetry-admin migrate` stores
+        assert conn.execute("SELECT min_retention_days FROM retention_policy").fetchone() == (7,)
+        conn.execute("SELECT ensure_partitions(current_date - 5, current_date - 5)")  # the owner is not bounded
+        conn.execute("SELECT ensure_partitions('2010-01-01', '2010-01-01')")
+        conn.execute(
+            "INSERT INTO readings_packed (observed_at, received_at, seq, device_id, producer_id, series, num_values)"
+            " VALUES (now() - interval '5 days', now(), 1, 1, 1, '{1}', '{1.0}')"
+        )
+    with psycopg.connect(deployed_roles["writer"], autocommit=True) as conn:
+        conn.execute("SET search_path TO telemetry")
+        for statement in (
+            "SELECT ensure_partitions('1900-01-01', '1900-01-02')",
+            "SELECT ensure_partitions(current_date - 40, current_date - 40)",
+            "SELECT ensure_partitions(current_date + 400, current_date + 401)",
+            "SELECT drop_partitions_before(current_date - 1)",
+            "SELECT ensure_partitions_unbounded('1900-01-01', '1900-01-02')",
+            "SELECT drop_expired_partitions_unbounded(current_date, 1000)",
+            "UPDATE retention_policy SET retention_days = 1",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        assert conn.execute("SELECT ensure_partitions(current_date - 10, current_date + 3)").fetchone() is not None
+        # A drop asked for "everything older than yesterday" is clamped to the retention (30 days):
+        # the 2010 day goes, the 5-day-old row stays.
+        (dropped,) = conn.execute("SELECT drop_expired_partitions(current_date - 1, 1000)").fetchone()  # type: ignore[misc]
+        assert dropped == ["readings_p20100101"]
+    with psycopg.connect(deployed_roles["owner"], autocommit=True) as conn:
+        conn.execute("SET search_path TO telemetry")
+        assert conn.execute("SELECT count(*) FROM readings_packed").fetchone() == (1,)

@@ -66,7 +66,7 @@ def test_migration_004_packs_an_existing_database_and_the_view_shows_the_same_ro
                 # The pre-003 double-store bug: one reading stored twice is packed once.
                 cur.execute("INSERT INTO readings VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", rows[0])
             before = conn.execute(_ALL).fetchall()
-            assert migrate(conn, schema, upto=4) == [4]
+            assert migrate(conn, schema)[0] == 4  # and any later migration (005+: the writer needs them)
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
             after = conn.execute(_ALL).fetchall()
             assert after == list(dict.fromkeys(before)) and len(after) == 120
