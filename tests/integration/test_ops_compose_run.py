@@ -33,6 +33,7 @@ from redis import Redis
 from rq import Queue, Worker
 
 from common.settings import Settings
+from tests import processes
 from tests.conftest import REPO
 from tests.helpers import count_readings, remove_rq_keys, wait_for
 
@@ -80,7 +81,7 @@ def local_env(env: dict[str, Any], redis_url: str, pg_dsn: str, ns: str, volume:
             value = pg_dsn
         elif key == "TELEMETRY_HTTP__HOST":
             value = "127.0.0.1"
-        elif key == "TELEMETRY_PRODUCER__SPOOL_DIR":
+        elif key in ("TELEMETRY_PRODUCER__SPOOL_DIR", "TELEMETRY_ARCHIVE__DIR"):
             value = str(volume / value.strip("/"))
         out[key] = value
     out.update(TELEMETRY_REDIS__NAMESPACE=ns, TELEMETRY_POSTGRES__SCHEMA_NAME=ns)
@@ -94,7 +95,7 @@ def local_env(env: dict[str, Any], redis_url: str, pg_dsn: str, ns: str, volume:
 def stack(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     local = {n: s for n, s in services.items() if n not in SERVERS and "profiles" not in s}
-    assert set(local) == {"migrate", "writer", "rq-worker", "producer-simulate"}
+    assert set(local) == {"migrate", "writer", "rq-worker", "producer-simulate", "archiver"}
     ns = "t" + uuid.uuid4().hex[:10]
     envs = {n: local_env(s.get("environment") or {}, redis_url, pg_dsn, ns, tmp_path) for n, s in local.items()}
     queue = f"imports-{ns}"  # rq keys are not namespaced: never share a queue with other tests
@@ -113,6 +114,13 @@ def stack(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[dict[str, Any
             procs[f"writer-{replica}"] = subprocess.Popen(commands["writer"], env=env, cwd=REPO)
         for name in ("producer-simulate", "rq-worker"):
             procs[name] = subprocess.Popen(commands[name], env=envs[name], cwd=REPO)
+        # The archiver is a shell loop (export what is due, sleep an hour): its own process group,
+        # so the teardown ends the loop and its sleep together.
+        with (tmp_path / "archiver.log").open("wb") as log:
+            procs["archiver"] = subprocess.Popen(
+                commands["archiver"], env=envs["archiver"], cwd=REPO, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         yield {
             "procs": procs,
             "writer_ports": writer_ports,
@@ -121,10 +129,13 @@ def stack(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[dict[str, Any
             "envs": envs,
             "redis_url": redis_url,
             "pg_dsn": pg_dsn,
+            "tmp": tmp_path,
         }
     finally:
-        for p in procs.values():
-            if p.poll() is None:
+        for n, p in procs.items():
+            if p.poll() is None and n == "archiver":
+                os.killpg(p.pid, signal.SIGTERM)
+            elif p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         codes = {n: p.wait(30) for n, p in procs.items()}
         r = Redis.from_url(redis_url)
@@ -134,7 +145,8 @@ def stack(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[dict[str, Any
         remove_rq_keys(r, queue)
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(ns)))
-    assert all(c == 0 for n, c in codes.items() if n != "rq-worker"), codes  # clean SIGTERM shutdown
+    assert all(c == 0 for n, c in codes.items() if n not in ("rq-worker", "archiver")), codes  # clean SIGTERM exit
+    assert "Traceback" not in (tmp_path / "archiver.log").read_text()
 
 
 def test_compose_services_run_locally_and_commit_readings(stack: dict[str, Any]) -> None:
@@ -155,6 +167,13 @@ def test_compose_services_run_locally_and_commit_readings(stack: dict[str, Any])
     wait_for(lambda: _ready(producer_port), 20, what="producer /readyz")
     for port in stack["writer_ports"]:
         wait_for(lambda port=port: _ready(port), 20, what=f"writer /readyz on {port}")
+    # The archiver's first pass (nothing is due yet) is over once its loop sleeps; it said nothing wrong.
+    archiver = stack["procs"]["archiver"]
+    wait_for(
+        lambda: any("sleep" in cmd for _, cmd in processes.descendants(archiver.pid).values()), 60,
+        what="the archiver's first pass done",
+    )  # fmt: skip
+    assert "telemetry-admin:" not in (stack["tmp"] / "archiver.log").read_text()
     for name, proc in stack["procs"].items():
         assert proc.poll() is None, f"{name} exited with {proc.returncode}"
     # The Dockerfile HEALTHCHECK command, run with the producer's environment.
