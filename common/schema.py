@@ -27,6 +27,7 @@ so a producer accepts exactly what the writer accepts.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -88,7 +89,9 @@ class Quality(StrEnum):
 
 _QUALITY_OF = {q.value: q for q in Quality}
 _ZERO = timedelta(0)
-_SOURCES = frozenset(SOURCES)
+SOURCE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+"""The form of a source name. The writer checks the form, not membership of ``SOURCES``: a new
+producer deployed before the writer is upgraded must not lose its frames to the dead letters."""
 
 Value = float | str | None
 
@@ -191,8 +194,8 @@ def validate_frame(frame: Frame) -> None:
     names (length, NUL), text values (length, NUL, lone surrogates), units, qualities,
     duplicate channels, non-finite numbers, UTC timestamps. Written for the hot path.
     """
-    if frame.source not in _SOURCES:
-        raise DecodeError(f"unknown source {frame.source[:40]!r}")
+    if not SOURCE_NAME.fullmatch(frame.source):
+        raise DecodeError(f"invalid source name {frame.source[:40]!r} (1-32 of a-z, 0-9, _; a letter first)")
     _check_name("dev", frame.device)
     if frame.session is not None:
         _check_name("sess", frame.session)
@@ -268,7 +271,7 @@ def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max
 
     Raises DecodeError with a short reason for anything not matching the schema:
     missing or extra fields, wrong types, non-finite numbers, NUL bytes, lone surrogates,
-    naive or non-UTC timestamps, unknown sources or qualities, oversized names, more than
+    naive or non-UTC timestamps, malformed source names, unknown qualities, oversized names, more than
     ``max_channels`` channels. Raises MemoryError (never DecodeError) when memory runs out while
     parsing, orjson's allocation failures included: a resource error says nothing about the data.
     It does not bound the entry's total size: the caller checks that before calling.
@@ -296,8 +299,8 @@ def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max
     if len(fields) > 10 or (len(fields) == 10 and sess is None):
         extra = sorted(k.decode(errors="replace") for k in fields if k not in _FIELD_NAMES)
         raise DecodeError(f"unexpected fields {extra[:5]}")
-    if src not in _SOURCES:
-        raise DecodeError(f"unknown source {src[:40]!r}")
+    if not SOURCE_NAME.fullmatch(src):
+        raise DecodeError(f"invalid source name {src[:40]!r} (1-32 of a-z, 0-9, _; a letter first)")
     if seq < 1:
         raise DecodeError(f"seq must be >= 1, got {seq}")
     return Frame(src, dev, obs, rcv, mono, _channels(raw_ch, max_channels), sess, prod, seq, priority)
