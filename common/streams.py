@@ -1,4 +1,5 @@
-"""All Redis names: priority stream keys, the dead-letter stream, the writer group, consumers.
+"""All Redis names: priority stream keys, the dead-letter stream, the writer group, consumers;
+and the two small readers of what Redis answers about them (entry IDs, reply text).
 
 Every key shares one hash tag (``{namespace}``) so a single XREADGROUP can read all
 priorities, on Redis Cluster too. Nothing else in the project builds a Redis name.
@@ -20,6 +21,18 @@ WRITER_GROUP = "writer"
 DEFAULT_NAMESPACE = "telemetry"
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def parse_entry_id(raw: bytes | str | None) -> tuple[int, int]:
+    """A stream entry ID (``b"1700000000000-3"``, ``"5"``, None = ``0-0``) as (milliseconds, sequence)."""
+    text = raw.decode() if isinstance(raw, bytes) else (raw or "0-0")
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def reply_text(value: object) -> str:
+    """A value from a Redis reply (bytes or not) as text; undecodable bytes replaced."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def consumer_name() -> str:

@@ -14,7 +14,6 @@ owner (``telemetry-admin archive``); pyarrow is the optional extra ``archive``.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from common.durable import fsync_path
 from writer.partitions import ensure_partitions, partition_name
 
 logger = logging.getLogger(__name__)
@@ -98,18 +98,10 @@ def _write(tables: Iterator[pa.Table], path: Path) -> int:
         for table in tables:
             out.write_table(table, row_group_size=CHUNK_ROWS)
             written += table.num_rows
-    _fsync(tmp)
+    fsync_path(tmp)
     tmp.replace(path)
-    _fsync(path.parent)
+    fsync_path(path.parent)
     return written
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _merged(existing: Path, new: Iterator[pa.Table]) -> Iterator[pa.Table]:

@@ -16,14 +16,11 @@ import logging
 from collections.abc import Sequence
 
 from redis import Redis
+from redis.exceptions import ResponseError
 
-from common.streams import StreamNames
+from common.streams import StreamNames, reply_text
 
 logger = logging.getLogger(__name__)
-
-
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def forget_idle_consumers(
@@ -39,12 +36,10 @@ def forget_idle_consumers(
     for key in keys:
         try:
             consumers = redis.xinfo_consumers(key, names.group)
-        except Exception as exc:  # no stream or group yet: nothing to forget
-            if "NOGROUP" in str(exc) or "no such key" in str(exc).lower():
-                continue
-            raise
+        except ResponseError:  # no stream or group yet (NOGROUP, no such key): nothing to forget
+            continue
         for c in consumers:
-            name = _text(c.get("name", b""))
+            name = reply_text(c.get("name", b""))
             if name == keep or int(c.get("pending", 0)) != 0 or int(c.get("idle", 0)) < idle_ms:
                 continue
             lost = int(redis.xgroup_delconsumer(key, names.group, name))
@@ -62,7 +57,7 @@ def forget_self(redis: Redis, names: StreamNames, keys: Sequence[str], consumer:
     for key in keys:
         try:
             pending = redis.xpending_range(key, names.group, "-", "+", 1, consumername=consumer)
-        except Exception:  # stream or group gone; nothing to remove
+        except ResponseError:  # stream or group gone; nothing to remove
             continue
         if not pending:
             redis.xgroup_delconsumer(key, names.group, consumer)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -27,7 +27,7 @@ from common.clock import Clock, SystemClock
 from common.schema import Frame
 from common.settings import PostgresSettings, Settings
 from writer.partitions import ensure_partitions, has_partition
-from writer.pg_copy import BatchResult, write_frames
+from writer.pg_copy import BatchResult, utc_day, write_frames
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +131,8 @@ class PgLink:
         self.wall = wall or SystemClock()
         self.pool: ConnectionPool | None = None
         self.conn: psycopg.Connection[Any] | None = None
-        self.checked_day: date | None = None
         self.known_days: set[date] = set()
+        """Days whose partition this connection has seen exist (forgotten with the connection)."""
 
     def connection(self) -> psycopg.Connection[Any]:
         """The connection to use; raises a transient error (PoolTimeout ...) when PostgreSQL is away."""
@@ -142,14 +142,14 @@ class PgLink:
             self.conn = self.pool.getconn()  # checked by the pool
             self.on_state(True)
             logger.info("connected to postgres %s", mask_dsn(self.settings.postgres.dsn))
-            self.checked_day = None
             self.known_days = set()
         today = self.wall.now().date()
-        if today != self.checked_day:
+        if today not in self.known_days:
+            ahead = self.settings.writer.partitions_ahead_days
             if not has_partition(self.conn, today):
-                ahead = today + timedelta(days=self.settings.writer.partitions_ahead_days)
-                ensure_partitions(self.conn, today, ahead, short_lock_timeout=False)
-            self.checked_day = today
+                ensure_partitions(self.conn, today, today + timedelta(days=ahead), short_lock_timeout=False)
+                self.known_days.update(today + timedelta(days=d) for d in range(ahead + 1))
+            self.known_days.add(today)
         return self.conn
 
     def write(
@@ -169,7 +169,7 @@ class PgLink:
         today = self.wall.now().date()
         w = self.settings.writer
         first, last = today - timedelta(days=w.retention_days), today + timedelta(days=w.partitions_ahead_days)
-        days = {f.observed_at.astimezone(UTC).date() for f in frames} - self.known_days
+        days = {utc_day(f.observed_at) for f in frames} - self.known_days
         for day in sorted(d for d in days if first <= d <= last):
             if not has_partition(conn, day):
                 ensure_partitions(conn, day, day, short_lock_timeout=False)

@@ -136,7 +136,7 @@ def write_frames(
         with cur.copy(_COPY_BATCH_KEYS) as copy:
             copy.set_types(["text", "int8", "date", "int8"])
             for f, digest in zip(frames, digests, strict=True):
-                copy.write_row((f.producer, f.seq, _utc_day(f.observed_at), digest))
+                copy.write_row((f.producer, f.seq, utc_day(f.observed_at), digest))
         cur.execute(_INSERT_KEYS)
         stored: dict[tuple[str, int], int | None] = {(p, s): d for p, s, d in cur.fetchall()}
         inserted = set(stored)
@@ -190,9 +190,10 @@ def sort_keys(
     return fresh, reused
 
 
-def _utc_day(ts: datetime) -> date:
-    """The day of the readings partition (partitions are UTC days)."""
-    return ts.astimezone(UTC).date()
+def utc_day(ts: datetime) -> date:
+    """The day of the readings partition (partitions are UTC days). Frames decoded from the
+    streams are UTC already, so the conversion is skipped for them (per-frame hot path)."""
+    return ts.date() if ts.tzinfo is UTC else ts.astimezone(UTC).date()
 
 
 def _copy_packed(

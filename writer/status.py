@@ -21,23 +21,19 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from common.streams import StreamNames
+from common.streams import StreamNames, reply_text
 from writer.progress_status import progress_by_source, recent_producers, top_gaps
 from writer.stream_status import stream_status
-
-
-def _text(v: Any) -> str:
-    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
 
 
 def _dead_letters(redis: Redis, names: StreamNames, recent: int) -> dict[str, Any]:
     rows = []
     entries: list[tuple[bytes, dict[bytes, bytes]]] = redis.xrevrange(names.deadletter, count=recent)  # type: ignore[assignment]
     for eid, fields in entries:
-        f = {_text(k): _text(v) for k, v in fields.items() if not k.startswith(b"orig.")}
+        f = {reply_text(k): reply_text(v) for k, v in fields.items() if not k.startswith(b"orig.")}
         rows.append(
             {
-                "id": _text(eid),
+                "id": reply_text(eid),
                 "stream": f.get("stream"),
                 "reason": f.get("error_class"),
                 "error": f.get("error", "")[:120],
@@ -130,10 +126,10 @@ def _fmt(v: Any) -> Text:
     """A cell as plain text: names from the network (producer ids, dead-letter reasons) are never
     read as Rich markup (``[link=…]``, ``[/x]``), and control characters are shown escaped."""
     text = "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.1f}" if isinstance(v, float) else str(v)
-    return Text(safe_text(text))
+    return Text(safereply_text(text))
 
 
-def safe_text(text: str) -> str:
+def safereply_text(text: str) -> str:
     """``text`` with non-printable characters (ANSI escapes, NUL, newlines) as ``\\xNN``."""
     return text if text.isprintable() else "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
@@ -153,7 +149,7 @@ def render(data: dict[str, Any]) -> RenderableType:
         Text(f"telemetry status  namespace {data['namespace']}  {time.strftime('%H:%M:%S')}")
     ]
     if "redis_error" in data:
-        parts.append(Text(safe_text(f"redis: {data['redis_error']}"), style="bold red"))
+        parts.append(Text(safereply_text(f"redis: {data['redis_error']}"), style="bold red"))
     cols = ["priority", "length", "lag", "pending", "rate/s"]
     rows = [[p["priority"], p["length"], p["lag"], p["pending"], p.get("rate")] for p in data["priorities"]]
     parts.append(_table("streams", cols, rows))
@@ -161,7 +157,7 @@ def render(data: dict[str, Any]) -> RenderableType:
     parts.append(_table("writers", ["consumer", "pending", "idle s"], rows))
     prod = data["producers"]
     if "error" in prod:
-        parts.append(Text(safe_text(f"postgres: {prod['error']}"), style="bold red"))
+        parts.append(Text(safereply_text(f"postgres: {prod['error']}"), style="bold red"))
     else:
         cols = ["producer", "source", "last seen s", "frames", "rate/s", "missing"]
         rows = [

@@ -28,7 +28,7 @@ from typing import Any, cast
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from common.streams import StreamNames
+from common.streams import StreamNames, parse_entry_id, reply_text
 from writer.deadletter import signed
 
 logger = logging.getLogger(__name__)
@@ -37,12 +37,6 @@ AHEAD_TOLERANCE_MS = 24 * 3600 * 1000
 """An entry ID this far ahead of the clock is not from ``XADD *``: a forged or clock-jumped ID."""
 
 MAX_ID = (1 << 64) - 1
-
-
-def parse_id(value: bytes | str | None) -> tuple[int, int]:
-    text = value.decode() if isinstance(value, bytes) else (value or "0-0")
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _fmt(eid: tuple[int, int]) -> str:
@@ -59,7 +53,7 @@ def ids_ahead(redis: Redis, keys: Sequence[str], now_ms: int, tolerance_ms: int 
             if "no such key" in str(exc).lower():
                 continue
             raise
-        last = parse_id(info.get("last-generated-id"))
+        last = parse_entry_id(info.get("last-generated-id"))
         if last[0] > now_ms + tolerance_ms:
             out[key] = _fmt(last)
     return out
@@ -91,11 +85,11 @@ def repair(
     result = Repair(key)
     cutoff = (now_ms + tolerance_ms + 1, 0)
     info = redis.xinfo_stream(key)
-    if parse_id(info.get("last-generated-id")) < cutoff:
+    if parse_entry_id(info.get("last-generated-id")) < cutoff:
         return result
-    groups = {_text(g["name"]): g for g in redis.xinfo_groups(key)}
+    groups = {reply_text(g["name"]): g for g in redis.xinfo_groups(key)}
     group = groups.get(names.group)
-    delivered = parse_id(group["last-delivered-id"]) if group else (0, 0)
+    delivered = parse_entry_id(group["last-delivered-id"]) if group else (0, 0)
     future = cast(list[tuple[bytes, dict[bytes, bytes]]], redis.xrange(key, min=_fmt(cutoff), max="+"))
     pending: set[bytes] = set()
     if group is not None and future:
@@ -104,7 +98,7 @@ def repair(
     failed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     for eid, fields in future:
         eid_b = _bytes(eid)
-        unacked = group is None or eid_b in pending or parse_id(eid_b) > delivered
+        unacked = group is None or eid_b in pending or parse_entry_id(eid_b) > delivered
         pipe = redis.pipeline(transaction=True)
         if unacked:
             dead: dict[Any, Any] = {
@@ -125,13 +119,13 @@ def repair(
         result.deleted += 1
     newest = redis.xrevrange(key, max="+", min="-", count=1)
     # The new last ID: the newest genuine ID known (entry, group position or deleted entry).
-    known = [parse_id(newest[0][0])] if newest else []
-    known += [i for i in (delivered, parse_id(info.get("max-deleted-entry-id"))) if i < cutoff]
+    known = [parse_entry_id(newest[0][0])] if newest else []
+    known += [i for i in (delivered, parse_entry_id(info.get("max-deleted-entry-id"))) if i < cutoff]
     top = max(known, default=(0, 1))
     if top >= cutoff:  # cannot happen after the deletes above; never move an ID past a genuine entry
         raise RuntimeError(f"{key}: newest entry {_fmt(top)} is still ahead of the clock")
     added = max(int(info.get("entries-added") or 0) - len(future), int(redis.xlen(key)))
-    max_deleted = min(parse_id(info.get("max-deleted-entry-id")), top)
+    max_deleted = min(parse_entry_id(info.get("max-deleted-entry-id")), top)
     redis.execute_command(  # type: ignore[no-untyped-call]
         "XSETID", key, _fmt(top), "ENTRIESADDED", added, "MAXDELETEDID", _fmt(max_deleted)
     )
@@ -151,7 +145,3 @@ def repair(
 
 def _bytes(value: object) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

@@ -12,8 +12,8 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from common.streams import StreamNames
-from writer.stream_ids import AHEAD_TOLERANCE_MS, parse_id
+from common.streams import StreamNames, parse_entry_id
+from writer.stream_ids import AHEAD_TOLERANCE_MS
 
 
 def _text(v: Any) -> Any:
@@ -37,7 +37,7 @@ def stream_status(redis: Redis, names: StreamNames, now_ms: int | None = None) -
         try:
             info = redis.xinfo_stream(key)
             added = None if info.get("entries-added") is None else int(info["entries-added"])
-            ahead = parse_id(info.get("last-generated-id"))[0] > now_ms + AHEAD_TOLERANCE_MS
+            ahead = parse_entry_id(info.get("last-generated-id"))[0] > now_ms + AHEAD_TOLERANCE_MS
             for group in redis.xinfo_groups(key):
                 if _text(group["name"]) != names.group:
                     foreign.append(_text(group["name"]))

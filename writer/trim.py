@@ -21,18 +21,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from common.streams import StreamNames
-
-
-def _parse_id(raw: bytes | str) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _name(group: dict[Any, Any]) -> str:
-    name = group["name"]
-    return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+from common.streams import StreamNames, parse_entry_id, reply_text
 
 
 def foreign_groups(redis: Redis, names: StreamNames, keys: Sequence[str] | None = None) -> list[tuple[str, str]]:
@@ -43,13 +32,13 @@ def foreign_groups(redis: Redis, names: StreamNames, keys: Sequence[str] | None 
             groups = redis.xinfo_groups(key)
         except ResponseError:  # no such stream yet
             continue
-        out += [(key, _name(g)) for g in groups if _name(g) != names.group]
+        out += [(key, reply_text(g["name"])) for g in groups if reply_text(g["name"]) != names.group]
     return out
 
 
 def safe_trim_point(redis: Redis, key: str, group_name: str) -> str | None:
     """The MINID below which every entry of ``key`` is acknowledged by the group ``group_name``."""
-    groups = [g for g in redis.xinfo_groups(key) if _name(g) == group_name]
+    groups = [g for g in redis.xinfo_groups(key) if reply_text(g["name"]) == group_name]
     if not groups:
         return None
     points = []
@@ -57,9 +46,9 @@ def safe_trim_point(redis: Redis, key: str, group_name: str) -> str | None:
         name = group["name"]
         pending = redis.xpending(key, name)
         if pending["pending"]:
-            points.append(_parse_id(pending["min"]))
+            points.append(parse_entry_id(pending["min"]))
         else:
-            ms, seq = _parse_id(group["last-delivered-id"])
+            ms, seq = parse_entry_id(group["last-delivered-id"])
             points.append((ms, seq + 1))
     ms, seq = min(points)
     return f"{ms}-{seq}"
@@ -108,7 +97,7 @@ def prune_deadletter_index(redis: Redis, names: StreamNames, key: str, point: st
 
 
 def _padded(raw: bytes | str) -> str:
-    ms, seq = _parse_id(raw)
+    ms, seq = parse_entry_id(raw)
     return f"{ms:020d}-{seq:020d}"
 
 

@@ -39,6 +39,7 @@ from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
+from common.durable import fsync_path
 from common.errors import ConfigError, SpoolUnavailableError
 from common.schema import Priority
 from producers.spool.records import (
@@ -394,7 +395,7 @@ class Spool:
                 if q.dirty:
                     if q.fd is not None:
                         os.fsync(q.fd)
-                    _fsync_dir(q.path)
+                    fsync_path(q.path)
                     q.dirty = False
             self.state_file.sync()
         except OSError as exc:
@@ -443,14 +444,6 @@ def _lock(path: Path) -> int:
         os.close(fd)
         raise ConfigError(f"spool {path.parent} is in use by another producer process") from None
     return fd
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_spool(

@@ -46,6 +46,19 @@ pytestmark = pytest.mark.integration
 __all__ = ["acl_redis"]
 
 
+def user_env(server: Any, folder: Path, user: str, namespace: str, **extra: str) -> dict[str, str]:
+    """The environment of a process using ``user``'s Redis credential (password from its file)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
+    env.update(
+        TELEMETRY_REDIS__URL=server.url,
+        TELEMETRY_REDIS__USERNAME=user,
+        TELEMETRY_REDIS__PASSWORD_FILE=str(folder / f"redis_{user}_password"),
+        TELEMETRY_REDIS__NAMESPACE=namespace,
+        **extra,
+    )
+    return env
+
+
 def test_stolen_importer_credential_cannot_run_code_on_the_import_worker(
     settings: Settings, acl_redis: Any, tmp_path: Path
 ) -> None:
@@ -66,14 +79,7 @@ def test_stolen_importer_credential_cannot_run_code_on_the_import_worker(
         }
     )
     good = enqueue_import(s, csv, ColumnMapping(device="pump"), connection=thief)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
-    env.update(
-        TELEMETRY_REDIS__URL=server.url,
-        TELEMETRY_REDIS__USERNAME="importer",
-        TELEMETRY_REDIS__PASSWORD_FILE=str(folder / "redis_importer_password"),
-        TELEMETRY_REDIS__NAMESPACE=settings.redis.namespace,
-        TELEMETRY_FILE_IMPORT__QUEUE=queue,
-    )
+    env = user_env(server, folder, "importer", settings.redis.namespace, TELEMETRY_FILE_IMPORT__QUEUE=queue)
     try:
         run = subprocess.run(
             ["telemetry-import-worker", "--burst"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
@@ -131,13 +137,7 @@ def test_a_forged_max_id_is_detected_by_the_writer_and_repaired_by_the_admin(
         now_ms = int(time.time() * 1000)
         assert ids_ahead(connect_redis(writer.redis), names.streams, now_ms) == {crit: MAX_ID}
         # The one-command repair, as the admin user.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
-        env.update(
-            TELEMETRY_REDIS__URL=server.url,
-            TELEMETRY_REDIS__USERNAME="admin",
-            TELEMETRY_REDIS__PASSWORD_FILE=str(folder / "redis_admin_password"),
-            TELEMETRY_REDIS__NAMESPACE=names.namespace,
-        )
+        env = user_env(server, folder, "admin", names.namespace)
         fixed = subprocess.run(
             [sys.executable, "-m", "writer.admin", "streams", "repair"],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
@@ -236,14 +236,7 @@ def test_a_forged_dead_letter_is_refused_at_replay(settings: Settings, acl_redis
     thief.xadd(names.deadletter, {"stream": normal, "entry_id": "1-1", "error_class": "x", "orig.v": "1"})
     admin = client(server, "admin", pw["admin"])
     (_genuine, _), (forged, _) = deadletter.list_dead(admin, names)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMETRY_")}
-    env.update(
-        TELEMETRY_REDIS__URL=server.url,
-        TELEMETRY_REDIS__USERNAME="admin",
-        TELEMETRY_REDIS__PASSWORD_FILE=str(folder / "redis_admin_password"),
-        TELEMETRY_REDIS__NAMESPACE=names.namespace,
-        TELEMETRY_WRITER__DEADLETTER_KEY_FILE=str(keyfile),
-    )
+    env = user_env(server, folder, "admin", names.namespace, TELEMETRY_WRITER__DEADLETTER_KEY_FILE=str(keyfile))
     run = subprocess.run(
         [sys.executable, "-m", "writer.admin", "deadletter", "replay", "--all"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
