@@ -13,6 +13,7 @@ telemetry-admin deadletter list [--count N]
 telemetry-admin deadletter show ID
 telemetry-admin deadletter replay ID... | --all
 telemetry-admin deadletter purge ID... | --all
+telemetry-admin tap [--priority P] [--source S] [--device D] [--channel C]   # frames live, no group
 """
 
 from __future__ import annotations
@@ -253,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unverified", action="store_true", help="replay: also dead letters without a valid signature")
     p.set_defaults(fn=_dead)
     _add_import(sub)
+    from admin.verbs import add_verbs  # issue 19: tap, validate
+
+    add_verbs(sub)
     return parser
 
 
