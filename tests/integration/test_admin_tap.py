@@ -103,8 +103,9 @@ def test_tap_shows_frames_the_writer_consumes_and_leaves_the_group_alone(setting
 
 def test_tap_without_a_writer_changes_no_group_counter(settings: Settings, redis: Redis) -> None:
     names = settings.redis.names
-    with running_writer(settings):  # creates the group; then stops and leaves it
-        pass
+    from writer.read import ensure_groups
+
+    ensure_groups(redis, names)  # what a writer does first (then it stops; the group stays)
     pub = Publisher(redis, names, new_producer_id("taptest"))
     before = group_state(redis, settings)
     assert before  # every priority stream has its group
