@@ -122,10 +122,17 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="telemetry-produce", description=__doc__)
     parser.add_argument("source", choices=sorted(SOURCES), help="which source this process reads")
+    parser.add_argument("--test", action="store_true", help="read --count frames, print them checked; send nothing")
+    parser.add_argument("--count", type=int, default=10, help="--test: frames to read (default 10)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="--test: seconds to wait at most (default 30)")
     args = parser.parse_args(argv)
     settings = settings_or_none("telemetry-produce")
     if settings is None:
         return 2
+    if args.test:  # issue 19: producers/dry_run.py
+        from producers.dry_run import main_test
+
+        return main_test(lambda: SOURCES[args.source](settings), settings, args.count, args.timeout)
     stop = stop_on_signals("stopping")
     try:
         stats = produce(args.source, settings, stop)
