@@ -39,7 +39,20 @@ def _tap(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(s: Settings, args: argparse.Namespace) -> int:
+    from admin.validate import command
+
+    return command(s, args.role, args.source)
+
+
 def add_verbs(sub: Any) -> None:
+    from admin.validate import ROLES
+    from common.schema import SOURCES
+
+    p = sub.add_parser("validate", help="check settings, servers, rights, schema, spool, device (exit 0/2/3)")
+    p.add_argument("--role", choices=ROLES, default="all", help="which process's needs to check (default all)")
+    p.add_argument("--source", choices=SOURCES, help="producer: the source whose device to check")
+    p.set_defaults(fn=_validate)
     p = sub.add_parser("tap", help="follow the priority streams live (no consumer group); frames as JSON lines")
     p.add_argument("--priority", choices=[x.value for x in Priority], help="one stream (default: all)")
     p.add_argument("--source", help="shell pattern on the source name, e.g. obd")

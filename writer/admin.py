@@ -13,6 +13,7 @@ telemetry-admin deadletter list [--count N]
 telemetry-admin deadletter show ID
 telemetry-admin deadletter replay ID... | --all
 telemetry-admin deadletter purge ID... | --all
+telemetry-admin validate [--role writer|producer|importer|admin|all] [--source S]   # exit 0/2/3
 telemetry-admin tap [--priority P] [--source S] [--device D] [--channel C]   # frames live, no group
 """
 
