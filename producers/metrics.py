@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from redis.exceptions import RedisError
 
+from common.fill import FillEstimator
 from common.http import Endpoints, Readiness, readiness
 from common.metrics import BreakerProbe, breaker_family, counter, gauge, new_registry, no_breakers
 from common.publish import Publisher
@@ -98,6 +99,7 @@ class ProducerTelemetry:
         self.publisher = publisher
         self.breakers = breakers
         self.registry = registry or new_registry()
+        self.spool_fill = FillEstimator()
         self.registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
@@ -177,6 +179,7 @@ class ProducerTelemetry:
         connected = gauge("producer_device_connected", "1 while the device is open.", ["source"])
         connected.add_metric([src], 1.0 if s.connected else 0.0)
         yield connected
+        yield from spool_fill_families(src, s, self.spool_fill)  # issue 19
         pending = gauge("producer_publish_pending", "Frames read and stamped but not yet in Redis.", ["source"])
         pending.add_metric([src], len(self.publisher.pending))
         yield pending
@@ -206,3 +209,22 @@ class ProducerTelemetry:
 
     def endpoints(self) -> Endpoints:
         return Endpoints(registry=self.registry, live=lambda: True, ready=self.ready)
+
+
+def spool_fill_families(source: str, stats: ProducerStats, fill: FillEstimator) -> Iterator[Metric]:
+    """The spool's limit and the estimated seconds until it is full (families empty without a spool)."""
+    limit = gauge(
+        "producer_spool_limit_bytes", "Bytes the spool may use now (limit, or the disk's free space).", ["source"]
+    )
+    full = gauge(
+        "producer_spool_full_seconds",
+        "Seconds until the spool is full at its growth over the last minute of scrapes (+Inf: not growing).",
+        ["source"],
+    )
+    if stats.spool_limit_bytes:
+        fill.add(stats.spool_bytes, stats.spool_limit_bytes)
+        limit.add_metric([source], stats.spool_limit_bytes)
+        until = fill.seconds_until_full()
+        if until is not None:
+            full.add_metric([source], until)
+    yield from (limit, full)

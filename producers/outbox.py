@@ -136,6 +136,7 @@ class Outbox:
         if self.spool is not None:
             self.stats.spool_records = self.spool.records
             self.stats.spool_bytes = self.spool.bytes
+            self.stats.spool_limit_bytes = self.spool.limit
             self.stats.spool_full_writes = self.spool.full_writes
 
     # ---- with a spool ---------------------------------------------------------------

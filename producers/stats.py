@@ -38,6 +38,8 @@ class ProducerStats:
     """Frames the previous run (killed) read but neither published nor spooled: sequence gaps."""
     spool_records: int = 0
     spool_bytes: int = 0
+    spool_limit_bytes: int = 0
+    """Bytes the spool may use now (its maximum, or less when the filesystem has less free); 0 = no spool."""
     spool_torn_bytes: int = 0
     """Bytes of torn or corrupt spool tail skipped at start."""
     spool_available: bool = True

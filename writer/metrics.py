@@ -25,10 +25,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from redis import Redis
 from redis.exceptions import RedisError
 
+from common.fill import FillEstimator
 from common.http import Endpoints, Readiness, readiness
 from common.metrics import BreakerProbe, OpSummary, breaker_family, counter, gauge, new_registry, no_breakers
 from common.redis_client import connect_redis
 from common.settings import Settings
+from writer import freshness
 from writer.pg import connect_pg
 from writer.progress_status import progress_by_source
 from writer.stats import WriterStats, lane_checks, lanes_alive
@@ -80,6 +82,8 @@ class WriterTelemetry:
             "telemetry_writer_batch_rows", "Readings rows per committed COPY batch.", buckets=ROW_BUCKETS,
             registry=self.registry,
         )  # fmt: skip
+        self.memory = FillEstimator()
+        """Redis used_memory over the scrapes of the last minute: its growth and time until full."""
         self._redis: Redis | None = None
         self._pg: psycopg.Connection[Any] | None = None
         self.registry.register(self)
@@ -108,6 +112,7 @@ class WriterTelemetry:
             yield from _retention_families(self.stats)
         up = gauge("collector_up", "1 if the scrape-time query of this dependency answered.", ["part"])
         yield from self._stream_families(up)
+        yield from freshness.families(self.redis(), self.names, self.memory, up)  # issue 19
         yield from self._gap_families(up)
         yield up
         yield breaker_family(self._breaker_states())

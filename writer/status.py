@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from common.streams import StreamNames, reply_text
+from writer import freshness
 from writer.progress_status import progress_by_source, recent_producers, top_gaps
 from writer.stream_status import stream_status
 
@@ -91,8 +92,12 @@ def sample(
             {"priority": names.priority_of(r["stream"]).value, **{k: v for k, v in r.items() if k != "consumers"}}
             for r in status["streams"]
         ]
+        ages = freshness.oldest_unacked(redis, names)
+        for p in priorities:
+            p["oldest_unacked_s"] = ages.get(p["priority"])
         redis_part: dict[str, Any] = {
             "priorities": priorities,
+            "redis_memory": _memory(redis),
             "writers": _writers(status["streams"]),
             "deadletter": _dead_letters(redis, names, 5),
         }
@@ -106,6 +111,14 @@ def sample(
     return {"at": at, "namespace": names.namespace, **redis_part, "producers": _producers(pg, top)}
 
 
+def _memory(redis: Redis) -> dict[str, int] | None:
+    try:
+        used, limit = freshness.redis_memory(redis)
+    except RedisError:  # an ACL user without +info
+        return None
+    return {"used": used, "max": limit}
+
+
 def _rate(new: int | None, old: int | None, dt: float) -> float | None:
     return None if new is None or old is None or dt <= 0 else round(max(0, new - old) / dt, 2)
 
@@ -116,6 +129,7 @@ def add_rates(prev: dict[str, Any] | None, cur: dict[str, Any]) -> dict[str, Any
     old_prio = {p["priority"]: p.get("entries_added") for p in (prev or {}).get("priorities", [])}
     for p in cur["priorities"]:
         p["rate"] = _rate(p.get("entries_added"), old_prio.get(p["priority"]), dt)
+    cur["redis_memory_line"] = freshness.memory_view(prev, cur)
     old_prod = {r["producer"]: r["frames"] for r in (prev or {}).get("producers", {}).get("recent", [])}
     for r in cur["producers"].get("recent", []):
         r["rate"] = _rate(r["frames"], old_prod.get(r["producer"]), dt)
@@ -150,9 +164,14 @@ def render(data: dict[str, Any]) -> RenderableType:
     ]
     if "redis_error" in data:
         parts.append(Text(safereply_text(f"redis: {data['redis_error']}"), style="bold red"))
-    cols = ["priority", "length", "lag", "pending", "rate/s"]
-    rows = [[p["priority"], p["length"], p["lag"], p["pending"], p.get("rate")] for p in data["priorities"]]
+    cols = ["priority", "length", "lag", "pending", "rate/s", "oldest unacked s"]
+    rows = [
+        [p["priority"], p["length"], p["lag"], p["pending"], p.get("rate"), p.get("oldest_unacked_s")]
+        for p in data["priorities"]
+    ]
     parts.append(_table("streams", cols, rows))
+    if data.get("redis_memory_line"):
+        parts.append(Text(data["redis_memory_line"]))
     rows = [[w["name"], w["pending"], w["idle_ms"] / 1000] for w in data["writers"]]
     parts.append(_table("writers", ["consumer", "pending", "idle s"], rows))
     prod = data["producers"]
