@@ -201,6 +201,36 @@ class ArchiveSettings(Section):
     """Most days one ``archive export --due`` exports and drops."""
 
 
+class StalenessRule(Section):
+    """One staleness timeout: the first rule whose patterns match a channel applies."""
+
+    source: str = Field(default="*", min_length=1, max_length=64)
+    """Shell pattern on the source name (``*`` and ``?``)."""
+    channel: str = Field(default="*", min_length=1, max_length=MAX_NAME_LEN)
+    """Shell pattern on the channel name."""
+    timeout: float | typing.Literal["auto", "never"] = "auto"
+    """Seconds without an arrival before the channel is stale; ``auto`` = AUTO_FACTOR x its observed
+    arrival interval; ``never``."""
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if isinstance(value, float | int) and not value > 0:
+            raise ValueError("a timeout in seconds must be > 0")
+        return value
+
+
+class StalenessSettings(Section):
+    rules: list[StalenessRule] = Field(default_factory=lambda: [StalenessRule()])
+    """JSON list, first match wins: ``[{"source": "obd", "channel": "vin", "timeout": "never"},
+    {"source": "gps_nmea", "timeout": 5}, {"timeout": "auto"}]``. A channel no rule matches is never
+    stale. Stored in PostgreSQL by ``telemetry-admin migrate``."""
+    auto_factor: float = Field(default=3.0, gt=0)
+    """``auto``: stale after this many observed arrival intervals."""
+    auto_min_s: float = Field(default=5.0, ge=0)
+    """``auto``: never stale sooner than this (the writer commits in batches, so arrivals jitter)."""
+
+
 class HttpSettings(Section):
     """The operations endpoint of every long-running process: /metrics, /healthz, /readyz, /summary."""
 
@@ -466,6 +496,7 @@ class Settings(BaseSettings):
     scales: ScalesSettings = ScalesSettings()
     file_import: FileImportSettings = FileImportSettings()
     http: HttpSettings = HttpSettings()
+    staleness: StalenessSettings = StalenessSettings()
 
 
 def env_names(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> dict[str, Any]:

@@ -45,6 +45,9 @@ def _migrate(s: Settings, _args: argparse.Namespace) -> int:
         # The retention the writer role may act within (migration 006: partitions it may create
         # or drop); telemetry-admin migrate runs as the owner, the writer cannot change it.
         conn.execute("UPDATE retention_policy SET retention_days = %s", [s.writer.retention_days])
+        from writer.staleness import store_rules  # issue 19: TELEMETRY_STALENESS__RULES
+
+        store_rules(conn, s.staleness)
         made = maintain(conn, datetime.now(UTC).date(), s.writer.retention_days, s.writer.partitions_ahead_days)
     print(f"schema {s.postgres.schema_name}: applied {applied or 'nothing (up to date)'}; {made} new partitions")
     return 0

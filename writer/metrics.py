@@ -30,7 +30,7 @@ from common.http import Endpoints, Readiness, readiness
 from common.metrics import BreakerProbe, OpSummary, breaker_family, counter, gauge, new_registry, no_breakers
 from common.redis_client import connect_redis
 from common.settings import Settings
-from writer import freshness
+from writer import freshness, staleness
 from writer.pg import connect_pg
 from writer.progress_status import progress_by_source
 from writer.stats import WriterStats, lane_checks, lanes_alive
@@ -215,6 +215,10 @@ class WriterTelemetry:
             up.add_metric(["postgres"], 0)
             return
         up.add_metric(["postgres"], 1)
+        try:
+            yield from list(staleness.families(self.pg()))  # issue 19
+        except psycopg.Error as exc:  # a schema before migration 008
+            logger.debug("staleness query failed: %s", exc)
         fams = {
             "missing": gauge("sequence_missing_frames", "Frames never committed: max_seq - frames.", ["source"]),
             "with_gaps": gauge("producers_with_gaps", "Producers with at least one missing frame.", ["source"]),

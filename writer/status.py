@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from common.streams import StreamNames, reply_text
-from writer import freshness
+from writer import freshness, staleness
 from writer.progress_status import progress_by_source, recent_producers, top_gaps
 from writer.stream_status import stream_status
 
@@ -76,9 +76,19 @@ def _producers(pg: Callable[[], psycopg.Connection[Any]], top: int) -> dict[str,
             "by_source": by_source,
             "recent": recent_producers(conn, top),
             "gaps": top_gaps(conn, top),
+            "stale": _stale(conn, top),
         }
     except (psycopg.Error, OSError) as exc:
         return {"error": f"{type(exc).__name__}: {str(exc).strip()[:200]}"}
+
+
+def _stale(conn: psycopg.Connection[Any], top: int) -> list[dict[str, Any]] | None:
+    """Stale channels (migration 008), None on a schema without them."""
+    try:
+        with conn.transaction():
+            return staleness.stale_channels(conn, top)
+    except psycopg.errors.UndefinedTable:
+        return None
 
 
 def sample(
@@ -186,6 +196,13 @@ def render(data: dict[str, Any]) -> RenderableType:
         if prod["gaps"]:
             rows = [[r["producer"], r["source"], r["missing"], r["max_seq"]] for r in prod["gaps"]]
             parts.append(_table("sequence gaps (top)", ["producer", "source", "missing", "max seq"], rows))
+        if prod.get("stale"):
+            cols = ["STALE channel", "source", "device", "silent s", "timeout s", "last good value at"]
+            rows = [
+                [r["channel"], r["source"], r["device"], r["silent_s"], r["stale_after_s"], r["last_good_at"]]
+                for r in prod["stale"]
+            ]
+            parts.append(_table("stale channels (not arrived within their timeout)", cols, rows))
     dead = data["deadletter"]
     if dead is not None:
         rows = [[d["id"], d["reason"], d["stream"], d["error"]] for d in dead["recent"]]
