@@ -4,6 +4,9 @@
 #
 #   telemetry_owner   owns the database and the schema; `telemetry-admin migrate` runs as it.
 #   telemetry_writer  what telemetry-write and telemetry-admin status connect as.
+#   telemetry_reader  a group role: SELECT on readings and current state (granted by migration 008).
+#   telemetry_grafana the Grafana PostgreSQL datasource, a member of telemetry_reader; only when
+#                     PG_GRAFANA_PASSWORD_FILE (default /run/secrets/pg_grafana_password) exists.
 #
 # The tables themselves are created by the one-shot `migrate` service, never here, so a box
 # without Docker runs the same migration (`telemetry-admin migrate`). Passwords come from the
@@ -13,6 +16,7 @@ set -euo pipefail
 
 owner_pw_file="${PG_OWNER_PASSWORD_FILE:-/run/secrets/pg_owner_password}"
 writer_pw_file="${PG_WRITER_PASSWORD_FILE:-/run/secrets/pg_writer_password}"
+grafana_pw_file="${PG_GRAFANA_PASSWORD_FILE:-/run/secrets/pg_grafana_password}"
 db="${TELEMETRY_DB:-telemetry}"
 schema="${TELEMETRY_SCHEMA:-telemetry}"
 
@@ -29,6 +33,9 @@ SELECT format('CREATE ROLE telemetry_owner LOGIN PASSWORD %L', :'owner_pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_owner') \gexec
 SELECT format('CREATE ROLE telemetry_writer LOGIN PASSWORD %L', :'writer_pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_writer') \gexec
+-- The group role the Grafana login joins (SELECT rights come from migration 008).
+SELECT 'CREATE ROLE telemetry_reader NOLOGIN'
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_reader') \gexec
 SELECT format('CREATE DATABASE %I OWNER telemetry_owner', :'db')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \gexec
@@ -46,4 +53,15 @@ SELECT format('GRANT USAGE ON SCHEMA %I TO telemetry_writer', :'schema') \gexec
 -- as telemetry_owner): only the DML the writer needs, and partition maintenance through two
 -- SECURITY DEFINER functions. The writer is not a member of the owner role.
 SQL
+if [ -r "$grafana_pw_file" ]; then
+  {
+    printf '\\set grafana_pw %s\n' "$(psql_literal "$(cat "$grafana_pw_file")")"
+    cat <<'SQL'
+SELECT format('CREATE ROLE telemetry_grafana LOGIN PASSWORD %L IN ROLE telemetry_reader', :'grafana_pw')
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_grafana') \gexec
+SELECT format('GRANT CONNECT ON DATABASE %I TO telemetry_grafana', :'db') \gexec
+SELECT format('ALTER ROLE telemetry_grafana SET search_path = %I', :'schema') \gexec
+SQL
+  } | psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname postgres -v db="$db" -v schema="$schema"
+fi
 echo "telemetry: database $db, schema $schema, roles telemetry_owner and telemetry_writer ready"

@@ -1,4 +1,5 @@
--- Issue 19: staleness. A channel is stale when it has not arrived for longer than its timeout.
+-- Issue 19: staleness (a channel is stale when it has not arrived for longer than its timeout),
+-- and the read-only role of the Grafana PostgreSQL dashboard (at the end).
 --
 -- current_state gains two columns kept by a trigger (the writer's upsert is unchanged):
 --   last_good_at  observed_at of the channel's last value with quality good or warn (a no_data
@@ -60,3 +61,18 @@ SELECT cs.source, cs.device, cs.channel, cs.observed_at, cs.value, cs.text_value
   ) r ON true;
 
 GRANT SELECT ON staleness_rules, current_state_status TO telemetry_writer;
+
+-- telemetry_reader: what the Grafana PostgreSQL datasource (deploy/grafana) reads, nothing else.
+-- A group role like telemetry_writer: deploy/postgres/10-roles.sh makes the login that is its member.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_reader') THEN
+        BEGIN
+            CREATE ROLE telemetry_reader NOLOGIN;
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;  -- created concurrently by another migration
+        END;
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO telemetry_reader', current_schema());
+END $$;
+GRANT SELECT ON readings, current_state, current_state_status, producer_progress TO telemetry_reader;
