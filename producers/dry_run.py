@@ -93,12 +93,12 @@ def dry_run(
                 notice(f"device lost: {exc}")
                 return EXIT_DEVICE, result
             for item in items:
+                if result.frames >= count:
+                    break
                 if isinstance(item, ParseError):
                     result.rejected[item.kind] += 1
                     emit({"result": "rejected", "reason": f"{item.kind}: {item}"})
                     continue
-                if result.frames >= count:
-                    break
                 record = check_frame(item, validator)
                 if record["result"] == "rejected":
                     result.rejected["schema"] += 1
@@ -136,7 +136,7 @@ def table(out: IO[str]) -> Callable[[dict[str, Any]], None]:
         for name, ch in frame["channels"].items():
             value = "null" if ch["value"] is None else str(ch["value"])
             mark = f"  <- {changes[name]}" if name in changes else ""
-            out.write(f"    {name:<24} {value:>20} {ch['unit']:<8} {ch['quality']:<8}{mark}\n")
+            out.write(f"    {name:<24} {value:>20} {ch['unit']:<8} {ch['quality']:<8}{mark}".rstrip() + "\n")
         out.flush()
 
     return emit

@@ -72,8 +72,8 @@ def memory_view(prev: dict[str, Any] | None, cur: dict[str, Any]) -> str | None:
         est.add(old["used"], old["max"], at=0.0)
     est.add(mem["used"], mem["max"], at=dt)
     mem["growth_bytes_s"], mem["full_s"] = est.rate(), est.seconds_until_full()
-    text = f"redis memory {mem['used'] / 2**20:,.1f} MiB of " + (
-        f"{mem['max'] / 2**20:,.0f} MiB" if mem["max"] else "no limit (maxmemory 0)"
+    text = f"redis memory {mem['used'] / 2**20:,.1f} MiB " + (
+        f"of {mem['max'] / 2**20:,.0f} MiB" if mem["max"] else "(maxmemory not set: no time until full)"
     )
     if mem["growth_bytes_s"] is not None:
         text += f", {mem['growth_bytes_s'] / 1024:+,.1f} KiB/s"

@@ -88,7 +88,7 @@ def test_writer_metrics_and_status_show_the_oldest_entry_and_memory(settings: Se
     console = Console(record=True, width=200, file=io.StringIO())
     console.print(render(data))
     text = console.export_text()
-    assert "oldest unacked s" in text and "redis memory" in text and "MiB of" in text
+    assert "oldest unacked s" in text and "redis memory" in text and " MiB " in text
 
 
 def test_redis_memory_time_until_full_with_maxmemory(
