@@ -86,6 +86,14 @@ def test_mts_capture_is_free_air_o2_on_both_channels() -> None:
         assert r["afr_1_o2"] == r["afr_2_o2"] == 20.9 and r["afr_1"] is None and r["afr_2"] is None
 
 
+def test_synthetic_mts_stream_is_the_hand_decode() -> None:
+    # case.toml: lambda = 0.5 + L/1000, AFR = lambda * 14.7, aux = 5 V * raw / 1023; packet 2 and the outlier dropped.
+    lines = expected("afr_serial", "lc1-ramp-noise-outlier")
+    assert [line["error"] for line in lines if "error" in line] == ["length", "isolated"]
+    got = [(r["afr_1_lambda"], r["afr_1"], r["aux_1"]) for r in frames(lines)]
+    assert got == [(1.0, 14.7, 2.502444), (1.005, 14.7735, 2.541544), (1.006, 14.7882, 2.541544)]
+
+
 def test_obd_round_one_is_the_emulators_recorded_values() -> None:
     # shared/protocols.md §1c: RPM 1303.75, SPEED 10, COOLANT_TEMP 55, INTAKE_TEMP 17, GET_DTC [], VIN WP0ZZZ99ZTS39...
     f = frames(expected("obd", "elm327-emulator-car"))
