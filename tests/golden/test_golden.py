@@ -8,6 +8,7 @@ Regenerate with ``python -m tests.golden.regen [SOURCE [CASE]]`` (tests/golden/R
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,15 @@ def test_a_difference_is_reported_with_the_first_differing_line() -> None:
     assert as_int is not None and "stable" in as_int  # 1 is not 1.0: the type of a value is part of the output
     retimed = first_difference([frame], [{**frame, "obs": "u"}])
     assert retimed is not None and "obs" in retimed
+
+
+BYTE_STREAMS = frozenset(["gps_nmea", "scales", "afr_serial"])
+"""Sources reading a byte stream: how the bytes are cut into reads must not change what they mean."""
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.source in BYTE_STREAMS], ids=lambda c: c.id)
+def test_another_chunk_size_gives_the_same_channels_and_rejections(case: Case, request: pytest.FixtureRequest) -> None:
+    shared = request.getfixturevalue("shared_data") if case.capture else Path("/nonexistent")
+    recut = [project(item) for item in produce(replace(case, chunk=7), shared)]
+    meaning = [line.get("ch", line.get("error")) for line in read_expected(case)]
+    assert [line.get("ch", line.get("error")) for line in recut] == meaning

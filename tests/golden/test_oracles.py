@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.golden.cases import Line, discover, read_expected
+from tests.golden.cases import Case, Line, discover, read_expected
 from tests.producers.gps_captures import ORACLE_MODE_EXCEPTIONS, gpsd_fixes
 
 
@@ -29,12 +29,14 @@ def frames(lines: list[Line]) -> list[dict[str, Any]]:
     return [{c[0]: c[1] for c in line["ch"]} | {"_obs": line["obs"]} for line in lines if "ch" in line]
 
 
-GPS = [c.name for c in discover("gps_nmea") if c.capture]
+GPS = [c for c in discover("gps_nmea") if c.capture and "min_date" not in c.settings]
+"""Cases under the 2000-01-01 floor the gpsd comparison uses (gps_captures.MIN_DATE)."""
 
 
-@pytest.mark.parametrize("name", GPS)
-def test_gps_positions_times_and_modes_are_gpsds(shared_data: Path, name: str) -> None:
-    ours = {dt.datetime.fromisoformat(f["_obs"]): f for f in frames(expected("gps_nmea", name))}
+@pytest.mark.parametrize("case", GPS, ids=lambda c: c.name)
+def test_gps_positions_times_and_modes_are_gpsds(shared_data: Path, case: Case) -> None:
+    name = Path(case.capture or "").name.removesuffix(".log")
+    ours = {dt.datetime.fromisoformat(f["_obs"]): f for f in frames(read_expected(case))}
     fixes = gpsd_fixes(shared_data, name)
     if name == "garmin-geko201":  # RMC status V throughout: gpsd reports no time, we no position
         assert not fixes and all(f["latitude"] is None for f in ours.values())
@@ -132,3 +134,24 @@ def test_jetdrive_frames_are_the_hand_derived_ones() -> None:
         ("00.080", None, "ping"),
         ("00.390", 3500.0, "ping"),
     ]
+
+
+def test_week_rollover_moves_receiver_dates_by_exactly_1024_weeks() -> None:
+    # The same capture under two min_dates: receiver-dated frames differ by 1024 weeks only.
+    old, new = (frames(expected("gps_nmea", n)) for n in ("mtk-3301", "mtk-3301-production-min-date"))
+    assert len(old) == len(new)
+    shifted = 0
+    for a, b in zip(old, new, strict=True):
+        assert {k: v for k, v in a.items() if k != "_obs"} == {k: v for k, v in b.items() if k != "_obs"}
+        ta, tb = dt.datetime.fromisoformat(a["_obs"]), dt.datetime.fromisoformat(b["_obs"])
+        if a["date_source"] == "host":
+            assert ta == tb
+        else:
+            assert tb - ta == dt.timedelta(weeks=1024)
+            shifted += 1
+    assert shifted == 6  # 5 epochs before the first RMC date are host-dated (no receiver date yet)
+
+
+def test_every_gps_capture_is_checked_against_gpsd() -> None:
+    assert {c.capture for c in GPS} == {c.capture for c in discover("gps_nmea") if c.capture}
+    assert len(GPS) == 8
