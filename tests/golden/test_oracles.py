@@ -113,7 +113,11 @@ def test_obd_round_one_is_the_emulators_recorded_values() -> None:
 
 def test_winpep_imports_hold_the_readme_peaks() -> None:
     # shared/data/dyno/README.md §3: peak corrected Power and the row it is on, per file.
-    peaks = {"40": (312, 274.341, "12.050", 7.569), "86": (272, 276.48, "10.100", 7.032)}
+    peaks = {
+        "40": (312, 274.341, "12.050", 7.569),
+        "86": (272, 276.48, "10.100", 7.032),
+        "96": (285, 276.365, "11.050", 6.993),
+    }
     for run, (rows, power, at, rpm) in peaks.items():
         f = frames(expected("file_import", f"winpep8-runfile-{run}"))
         assert len(f) == rows
