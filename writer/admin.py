@@ -163,14 +163,17 @@ def _repair_ids(s: Settings, args: argparse.Namespace) -> int:
 
 
 def _status(s: Settings, args: argparse.Namespace) -> int:
+    from writer.freshness import writer_latency
     from writer.pg import connect_pg
     from writer.status import LazyPg, snapshot, watch
 
     redis, pg = connect_redis(s.redis), LazyPg(lambda: connect_pg(s.postgres))
+    url = args.writer_url or f"http://{s.http.host}:{s.http.port or 9108}"
+    latency = (lambda: writer_latency(url)) if url != "none" else (lambda: None)
     if args.json:
-        print(json.dumps(snapshot(redis, s.redis.names, pg, args.sample_s, args.top), indent=2, default=str))
+        print(json.dumps(snapshot(redis, s.redis.names, pg, args.sample_s, args.top, latency), indent=2, default=str))
     else:
-        watch(redis, s.redis.names, pg, max(0.2, args.interval), args.top)
+        watch(redis, s.redis.names, pg, max(0.2, args.interval), args.top, latency=latency)
     return 0
 
 
@@ -249,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     p.add_argument("--sample-s", type=float, default=1.0, help="--json: seconds over which rates are measured")
     p.add_argument("--top", type=int, default=10, help="producers listed (most recent, and most gaps)")
+    p.add_argument("--writer-url", help="a writer's endpoint for e2e latency (default this host's :9108; none)")
     p.set_defaults(fn=_status)
     p = sub.add_parser("deadletter", help="list, show, replay or purge dead letters")
     p.add_argument("action", choices=["list", "show", "replay", "purge"])

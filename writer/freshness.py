@@ -61,6 +61,22 @@ def redis_memory(redis: Redis) -> tuple[int, int]:
     return int(info["used_memory"]), int(info.get("maxmemory") or 0)
 
 
+def writer_latency(url: str, timeout_s: float = 0.5) -> dict[str, dict[str, float]] | None:
+    """Producer-to-commit latency per priority from a writer's ``/summary`` (None if it does not answer)."""
+    import json
+    import urllib.request
+    from urllib.error import URLError
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/summary", timeout=timeout_s) as resp:
+            data = json.loads(resp.read())
+    except (URLError, OSError, ValueError):
+        return None
+    writer = data.get("writer") if isinstance(data, dict) else None
+    latency = writer.get("e2e_latency") if isinstance(writer, dict) else None
+    return latency if isinstance(latency, dict) else None
+
+
 def memory_view(prev: dict[str, Any] | None, cur: dict[str, Any]) -> str | None:
     """The status view's Redis memory line from two snapshots' ``redis_memory`` (pure); sets growth and full_s."""
     mem = cur.get("redis_memory")

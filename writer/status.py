@@ -92,10 +92,15 @@ def _stale(conn: psycopg.Connection[Any], top: int) -> list[dict[str, Any]] | No
 
 
 def sample(
-    redis: Redis, names: StreamNames, pg: Callable[[], psycopg.Connection[Any]], top: int = 10
+    redis: Redis,
+    names: StreamNames,
+    pg: Callable[[], psycopg.Connection[Any]],
+    top: int = 10,
+    latency: Callable[[], dict[str, dict[str, float]] | None] = lambda: None,
 ) -> dict[str, Any]:
-    """One snapshot of the pipeline as plain (JSON-ready) data."""
+    """One snapshot of the pipeline as plain (JSON-ready) data; ``latency``: a writer's e2e latency."""
     at = time.time()
+    e2e = latency() or {}
     try:
         status = stream_status(redis, names)
         priorities = [
@@ -105,6 +110,8 @@ def sample(
         ages = freshness.oldest_unacked(redis, names)
         for p in priorities:
             p["oldest_unacked_s"] = ages.get(p["priority"])
+            p["e2e_p50_ms"] = e2e.get(p["priority"], {}).get("p50_ms")
+            p["e2e_p99_ms"] = e2e.get(p["priority"], {}).get("p99_ms")
         redis_part: dict[str, Any] = {
             "priorities": priorities,
             "redis_memory": _memory(redis),
@@ -174,11 +181,9 @@ def render(data: dict[str, Any]) -> RenderableType:
     ]
     if "redis_error" in data:
         parts.append(Text(safereply_text(f"redis: {data['redis_error']}"), style="bold red"))
-    cols = ["priority", "length", "lag", "pending", "rate/s", "oldest unacked s"]
-    rows = [
-        [p["priority"], p["length"], p["lag"], p["pending"], p.get("rate"), p.get("oldest_unacked_s")]
-        for p in data["priorities"]
-    ]
+    cols = ["priority", "length", "lag", "pending", "rate/s", "oldest unacked s", "e2e p50 ms", "e2e p99 ms"]
+    keys = ["length", "lag", "pending", "rate", "oldest_unacked_s", "e2e_p50_ms", "e2e_p99_ms"]
+    rows = [[p["priority"], *(p.get(k) for k in keys)] for p in data["priorities"]]
     parts.append(_table("streams", cols, rows))
     if data.get("redis_memory_line"):
         parts.append(Text(data["redis_memory_line"]))
@@ -218,13 +223,14 @@ def watch(
     top: int = 10,
     console: Console | None = None,
     frames: int | None = None,
+    latency: Callable[[], dict[str, dict[str, float]] | None] = lambda: None,
 ) -> None:
     """Redraw the view every ``interval`` seconds until Ctrl-C (or ``frames`` redraws)."""
     prev: dict[str, Any] | None = None
     drawn = 0
     with contextlib.suppress(KeyboardInterrupt), Live(console=console, auto_refresh=False, screen=False) as live:
         while frames is None or drawn < frames:
-            cur = add_rates(prev, sample(redis, names, pg, top))
+            cur = add_rates(prev, sample(redis, names, pg, top, latency))
             live.update(render(cur), refresh=True)
             prev, drawn = cur, drawn + 1
             if frames is None or drawn < frames:
@@ -232,10 +238,15 @@ def watch(
 
 
 def snapshot(
-    redis: Redis, names: StreamNames, pg: Callable[[], psycopg.Connection[Any]], sample_s: float, top: int = 10
+    redis: Redis,
+    names: StreamNames,
+    pg: Callable[[], psycopg.Connection[Any]],
+    sample_s: float,
+    top: int = 10,
+    latency: Callable[[], dict[str, dict[str, float]] | None] = lambda: None,
 ) -> dict[str, Any]:
     """One snapshot for scripts, with rates measured over ``sample_s`` seconds (0 = no rates)."""
-    first = sample(redis, names, pg, top) if sample_s > 0 else None
+    first = sample(redis, names, pg, top, latency) if sample_s > 0 else None
     if first is not None:
         time.sleep(sample_s)
-    return add_rates(first, sample(redis, names, pg, top))
+    return add_rates(first, sample(redis, names, pg, top, latency))

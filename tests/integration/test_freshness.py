@@ -136,3 +136,47 @@ def test_producer_spool_time_until_full() -> None:
     stats.spool_bytes = 300_000  # 20 kB/s while Redis is down
     second = scrape(tel.registry)
     assert second[("telemetry_producer_spool_full_seconds", (("source", "gps_nmea"),))] == 35.0
+
+
+def test_status_shows_the_writers_producer_to_commit_latency(settings: Settings, redis: Redis) -> None:
+    import json
+    import subprocess
+    import threading
+    from datetime import UTC, datetime
+
+    from common.http import OpsServer
+    from common.publish import Publisher, new_producer_id
+    from common.schema import Channel, Frame
+    from tests.conftest import env_for
+    from tests.helpers import count_readings, wait_for
+    from writer.freshness import writer_latency
+    from writer.replica import run_writer
+
+    names = settings.redis.names
+    now = datetime.now(UTC)
+    pub = Publisher(redis, names, new_producer_id("lat"))
+    pub.stamp([Frame("simulate", "d", now, now, i, (Channel("x", 1.0),), priority=Priority.HIGH) for i in range(20)])
+    pub.send()
+    wtel, stop = WriterTelemetry(settings), threading.Event()
+    server = OpsServer("127.0.0.1", 0, wtel.endpoints()).start()
+    url = f"http://127.0.0.1:{server.port}"
+    thread = threading.Thread(target=run_writer, args=(settings, stop, "lat-writer", wtel.live, wtel.observe))
+    thread.start()
+    try:
+        wait_for(lambda: count_readings(settings) == 20, 30, what="20 frames committed")
+        latency = writer_latency(url)
+        assert latency is not None and latency["high"]["count"] == 20 and latency["high"]["p50_ms"] > 0
+        proc = subprocess.run(
+            ["telemetry-admin", "status", "--json", "--sample-s", "0", "--writer-url", url],
+            env=env_for(settings), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        high = next(p for p in json.loads(proc.stdout)["priorities"] if p["priority"] == "high")
+        assert high["e2e_p50_ms"] == pytest.approx(latency["high"]["p50_ms"])
+        assert high["e2e_p99_ms"] >= high["e2e_p50_ms"] > 0
+    finally:
+        stop.set()
+        thread.join(30)
+        server.close()
+        wtel.close()
+    assert writer_latency(url, 0.2) is None  # nobody answers: the column stays empty
