@@ -121,22 +121,28 @@ def json_lines(out: IO[str]) -> Callable[[dict[str, Any]], None]:
     return emit
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (ANSI escapes from a hostile device) shown as ``\\xNN``."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def table(out: IO[str]) -> Callable[[dict[str, Any]], None]:
-    """Records as a readable block per frame (for a terminal)."""
+    """Records as a readable block per frame (for a terminal); names and text values made printable."""
 
     def emit(record: dict[str, Any]) -> None:
         frame = record.get("frame")
         if frame is None:
-            out.write(f"REJECTED  {record['reason']}\n")
+            out.write(f"REJECTED  {printable(record['reason'])}\n")
             out.flush()
             return
         head = f"{record['result'].upper():<9} {frame['device']}  {frame['observed_at']}  {frame['priority']}"
-        out.write(head + (f"  ({record['reason']})" if "reason" in record else "") + "\n")
+        out.write(printable(head + (f"  ({record['reason']})" if "reason" in record else "")) + "\n")
         changes = record.get("changes", {})
         for name, ch in frame["channels"].items():
             value = "null" if ch["value"] is None else str(ch["value"])
             mark = f"  <- {changes[name]}" if name in changes else ""
-            out.write(f"    {name:<24} {value:>20} {ch['unit']:<8} {ch['quality']:<8}{mark}".rstrip() + "\n")
+            line = f"    {name:<24} {value:>20} {ch['unit']:<8} {ch['quality']:<8}{mark}".rstrip()
+            out.write(printable(line) + "\n")
         out.flush()
 
     return emit
