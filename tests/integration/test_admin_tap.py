@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -125,3 +126,41 @@ def test_tap_bad_priority_is_a_usage_error(settings: Settings) -> None:
         env=env_for(settings), cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 2 and "invalid choice: 'urgent'" in proc.stderr
+
+
+def test_tap_survives_a_redis_restart_and_misses_nothing(
+    settings: Settings, redis_server_factory: Callable[..., Any]
+) -> None:
+    """A private redis-server (append-only file: entries survive the restart) stops under the tap."""
+    import threading
+
+    server = redis_server_factory("--appendonly", "yes")
+    private = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": server.url})})
+    client = Redis.from_url(server.url)
+    pub = Publisher(client, private.redis.names, new_producer_id("outage"))
+    tap = start_tap(private, "--count", "4")
+    notices: list[str] = []
+    assert tap.stderr is not None
+    reader = threading.Thread(target=lambda: notices.extend(iter(tap.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    pub.stamp(frames("dev", 2, Priority.NORMAL))
+    pub.send()
+    client.close()
+    server.stop()  # SIGTERM: the append-only file is flushed
+    wait_for(lambda: any("retrying" in n for n in notices), 30, what="the tap's notice of the lost link")
+    server.start()
+    client = Redis.from_url(server.url)
+    pub.redis = client
+    pub.stamp(frames("dev", 2, Priority.NORMAL))
+    pub.send()
+    assert tap.stdout is not None
+    out = tap.stdout.read()  # until the tap exits after 4 frames (stderr is drained by the reader)
+    tap.wait(60)
+    reader.join(10)
+    tap.stdout.close()
+    tap.stderr.close()
+    client.close()
+    assert tap.returncode == 0, notices
+    shown = [json.loads(line) for line in out.splitlines()]
+    assert [f["seq"] for f in shown] == [1, 2, 3, 4]  # each once: it went on from the last entry it printed
+    assert any(n.startswith("tap: Redis:") for n in notices)
