@@ -140,6 +140,10 @@ def test_redis_acl_users_get_the_right_verdicts(settings: Settings, acl_redis: A
     assert code == 0 and "XADD allowed on critical, high, normal, low, bulk" in checks["redis producer"]
     code, checks = validate(user_env(server, folder, "producer", ns, **pg), "--role", "importer")
     assert code == 3 and checks["redis importer"].startswith("ok") and checks["rq queue"].startswith("FAIL")
+    code, checks = validate(user_env(server, folder, "importer", ns, **pg), "--role", "importer")
+    assert code == 0 and checks["rq queue"].startswith("ok"), checks
+    code, checks = validate(user_env(server, folder, "admin", ns, **pg), "--role", "admin")
+    assert checks["redis admin"].startswith("ok"), checks
     code, checks = validate(user_env(server, folder, "importer", ns, **pg), "--role", "producer")
     assert code == 3 and "XADD refused on critical, high, normal, low" in checks["redis producer"]
     code, checks = validate(user_env(server, folder, "writer", ns, **pg), "--role", "writer")
