@@ -45,6 +45,7 @@ SOURCES = (
     "dyno_udp",
     "afr_serial",
     "scales",
+    "can",
     "file_import",
     "jsonl",
     "simulate",

@@ -65,6 +65,7 @@ SOURCES: dict[str, Callable[[Settings], Source]] = {
     "dyno_udp": _lazy("dyno_udp"),
     "afr_serial": _lazy("afr_serial"),
     "scales": _lazy("scales"),
+    "can": _lazy("can"),
 }
 
 
