@@ -289,3 +289,21 @@ def test_dbc_strict_refuses_the_toyota_overlap(shared_data: Path) -> None:
     with pytest.raises(ConfigError, match="TELEMETRY_CAN__DBC"):
         load_bus_dbcs({"can0": [shared_data / "can" / "toyota_new_mc_pt_generated.dbc"]}, {}, True)
     assert cantools.database.load_file(str(shared_data / "can" / "toyota_adas.dbc"))
+
+
+# ---- corruption ----------------------------------------------------------------------------
+def test_rav4_payload_corruption_checksummed_messages_publish_nothing_wrong(shared_data: Path) -> None:
+    """1 % of the RAV4 payload bytes flipped: no checksummed message publishes a wrong good value.
+
+    Messages without a checksum cannot tell (a flipped speed byte is a plausible speed): their
+    count is printed, and bounded from below so the test can fail if corruption stopped reaching
+    the decoder.
+    """
+    from tests.producers.can_corruption import corruption_tally
+
+    tally = corruption_tally(shared_data / "can", "comma2k19_rav4_2017_seg40_first10s.candump.log")
+    print(tally.line())
+    assert tally.corrupted > 900 and tally.corrupted_checksummed > 500
+    assert tally.wrong_checksummed == 0
+    assert tally.checksum_failures >= tally.corrupted_checksummed * 0.99
+    assert tally.wrong > 0  # unprotected messages do publish wrong values: the reason checksums matter
