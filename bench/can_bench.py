@@ -84,7 +84,7 @@ def run(rate: float, log: Path, messages: int, redis_url: str, warmup: float) ->
             proc.wait(10)
         redis = Redis.from_url(redis_url)
         published = int(redis.xlen(StreamNames(namespace).stream(Priority.NORMAL)))
-        keys = list(redis.scan_iter(match=f"{namespace}:*"))
+        keys = list(redis.scan_iter(match=f"{StreamNames(namespace).tag}:*"))
         if keys:
             redis.delete(*keys)
     cpu, wall = last[0] - cpu0, last[1] - wall0

@@ -49,6 +49,8 @@ class CanSource:
 
     def close(self) -> None:
         self.feed.close()
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+        logger.info("%s: %s", self.device, counts or "no messages")
 
     def read(self, timeout: float) -> Sequence[Frame | ParseError]:
         out: list[Frame | ParseError] = []
