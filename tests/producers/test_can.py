@@ -307,3 +307,56 @@ def test_rav4_payload_corruption_checksummed_messages_publish_nothing_wrong(shar
     assert tally.wrong_checksummed == 0
     assert tally.checksum_failures >= tally.corrupted_checksummed * 0.99
     assert tally.wrong > 0  # unprotected messages do publish wrong values: the reason checksums matter
+
+
+# ---- the live bus: failures and reconnects --------------------------------------------------
+def test_bus_that_cannot_open_or_dies_is_unavailable_and_reopened(shared_data: Path) -> None:
+    """python-can's virtual bus: a closed bus raises, the run loop counts an outage and reopens it."""
+    import can
+    import fakeredis
+
+    from common.errors import SourceUnavailableError
+    from common.schema import decode
+    from producers.can.feeds import BusFeed
+    from tests.helpers import running_producer, wait_for
+
+    with pytest.raises(SourceUnavailableError, match="nonexistent"):
+        BusFeed("nonexistent_interface", "x", None).open()
+    d = shared_data / "can"
+    cfg = CanSettings(interface="virtual", channel="unit-reopen", dbc={"*": [d / "toyota_new_mc_pt_generated.dbc"]})
+    settings = Settings(can=cfg, _env_file=None)  # type: ignore[call-arg]
+    source = from_settings(settings)
+    feed: Any = source.feed
+    redis = fakeredis.FakeRedis()
+    stream = settings.redis.names.stream(Priority.NORMAL)
+    sender = can.Bus(interface="virtual", channel="unit-reopen")
+    try:
+        with running_producer(source, redis, settings, "unit", read_timeout=0.05, reconnect_max=0.2) as run:
+            wait_for(lambda: feed.bus is not None, 10, what="bus open")
+            sender.send(can.Message(arbitration_id=0xB4, is_extended_id=False, data=bytes.fromhex("000000001D0B7A5E")))
+            wait_for(lambda: redis.xlen(stream) == 1, 10, what="first frame")
+            feed.bus.shutdown()  # the interface goes away under the reader
+            wait_for(lambda: feed.bus is not None and not feed.bus._is_shutdown, 10, what="reopened")
+            sender.send(can.Message(arbitration_id=0xB4, is_extended_id=False, data=bytes.fromhex("00000000151C6B58")))
+            wait_for(lambda: redis.xlen(stream) == 2, 10, what="frame after the reopen")
+    finally:
+        sender.shutdown()
+    assert run.stats.outages == 1 and run.stats.connects == 2
+    frames = [decode(fields) for _, fields in redis.xrange(stream)]
+    assert [c.value for f in frames for c in f.channels if c.name == "SPEED.SPEED"] == [29.38, 72.75]
+
+
+def test_error_frames_in_a_log_are_counted(tmp_path: Path, shared_data: Path) -> None:
+    """Synthetic candump: a bus-error frame (CAN_ERR_FLAG | CAN_ERR_BUSERROR) between two real frames."""
+    log = tmp_path / "errors.log"
+    log.write_text(
+        "(1.000000) can0 0B4#000000001D0B7A5E\n(1.001000) can0 20000080#0000000000000000\n"
+        "(1.002000) can0 0B4#00000000151C6B58\n"
+    )
+    cfg = CanSettings(log_file=log, dbc={"*": [shared_data / "can" / "toyota_new_mc_pt_generated.dbc"]})
+    source = from_settings(Settings(can=cfg, _env_file=None))  # type: ignore[call-arg]
+    source.open()
+    items: list[Any] = []
+    while not source.exhausted:
+        items += source.read(0.2)
+    assert errors_of(items) == ["error_frame"] and len(frames_of(items)) == 2
