@@ -15,7 +15,6 @@ import csv
 import json
 import math
 import threading
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -229,6 +228,7 @@ def test_j1939_replay_matches_by_pgn(settings: Settings, shared_data: Path) -> N
 def test_live_virtual_bus(settings: Settings, shared_data: Path) -> None:
     """A live python-can bus (interface ``virtual``): RAV4 frames sent on it arrive decoded in PostgreSQL."""
     import can
+    import can.interfaces.virtual as virtual
 
     data = shared_data / "can"
     channel = f"vbus-{settings.redis.namespace}"
@@ -254,7 +254,8 @@ def test_live_virtual_bus(settings: Settings, shared_data: Path) -> None:
     thread.start()
     sender = can.Bus(interface="virtual", channel=channel)
     try:
-        time.sleep(1.0)  # the producer's bus must exist before messages are sent (virtual buses do not queue)
+        # virtual buses do not queue for a bus that does not exist yet: wait for the producer's to join
+        wait_for(lambda: len(virtual.channels.get(channel, ())) == 2, 30, what="producer on the virtual bus")
         for data_bytes in [*sent, bytes(bad)]:
             sender.send(can.Message(arbitration_id=0xB4, is_extended_id=False, data=data_bytes))
         sender.send(can.Message(arbitration_id=0x7FF, is_extended_id=False, data=b"\x00"))
