@@ -13,7 +13,8 @@ returns what the run loop publishes:
   payload the DBC cannot decode (``decode``), an ISO-TP error (``isotp``), an error frame
   (``error_frame``). Remote frames are counted in ``counts`` only.
 
-Messages held back by the Throttle are counted in ``counts["suppressed"]``.
+Messages held back by the Throttle are counted in ``counts["suppressed"]``; a multiplexed message is
+throttled per selection (each OBD-II PID of the OBD2 message on its own).
 """
 
 from __future__ import annotations
@@ -116,7 +117,11 @@ class CanDecoder:
         channels = _channels(values, layout, good, spec)
         if not channels:
             return out
-        if good and self.throttle.active and not self.throttle.allow((raw.bus, spec.name), spec.name, raw.t, channels):
+        if (
+            good
+            and self.throttle.active
+            and not self.throttle.allow(_throttle_key(raw, spec, values), spec.name, raw.t, channels)
+        ):
             self.counts["suppressed"] += 1
             return out
         self.counts["decoded"] += 1
@@ -184,6 +189,14 @@ def _channels(values: Mapping[str, Any], layout: _Layout, good: bool, spec: Mess
             text = value.name if hasattr(value, "name") else str(value)
             out.append(Channel(name, str(text).strip(), unit))
     return tuple(out)
+
+
+def _throttle_key(raw: RawMessage, spec: MessageSpec, values: Mapping[str, Any]) -> tuple[str, str]:
+    """(bus, message) for the Throttle; a multiplexed message per selection (OBD2 per PID)."""
+    if not spec.multiplexers:
+        return (raw.bus, spec.name)
+    selection = "/".join(str(values.get(m)) for m in sorted(spec.multiplexers))
+    return (raw.bus, f"{spec.name}[{selection}]")
 
 
 def _id(raw: RawMessage) -> str:

@@ -360,3 +360,17 @@ def test_error_frames_in_a_log_are_counted(tmp_path: Path, shared_data: Path) ->
     while not source.exhausted:
         items += source.read(0.2)
     assert errors_of(items) == ["error_frame"] and len(frames_of(items)) == 2
+
+
+def test_multiplexed_message_is_throttled_per_selection(shared_data: Path) -> None:
+    buses = load_bus_dbcs({"*": [shared_data / "can" / "CSS-Electronics-OBD2-v1.4.dbc"]}, {}, False)
+    dec = CanDecoder(buses, throttle=Throttle({"OBD2": 10.0}, {}))
+    rpm, speed = "04410C2E35CCCCCC", "03410D56CCCCCCCC"  # README answers: RPM 2957.25, speed 86
+    items = [
+        i
+        for t, d in ((0.0, rpm), (0.1, speed), (0.2, rpm), (10.0, rpm))
+        for i in dec.decode(raw("can1", 0x7E8, d, t), T, 0)
+    ]
+    names = [c.name for f in frames_of(items) for c in f.channels if c.name.startswith("OBD2.S1_")]
+    assert names == ["OBD2.S1_PID_0C_EngineRPM", "OBD2.S1_PID_0D_VehicleSpeed", "OBD2.S1_PID_0C_EngineRPM"]
+    assert dec.counts["suppressed"] == 1
