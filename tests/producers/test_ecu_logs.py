@@ -168,3 +168,19 @@ def test_mlg_import_uses_the_header_time(shared_data: Path) -> None:
     assert len(frames) == 66 and frames[0].observed_at == datetime(2020, 12, 27, 17, 11, 15, tzinfo=UTC)
     values = {c.name: (c.value, c.unit) for c in frames[0].channels}
     assert values["Battery V"] == (7.7, "V") and values["AFR"] == (11.4, "O2") and "Time" not in values
+
+
+def test_hostile_mlg_files_are_config_errors_not_crashes(tmp_path: Path, shared_data: Path) -> None:
+    """SYNTHETIC damage: garbage, a cut header, absurd field counts: one clear error for the import."""
+    data, _ = load(shared_data, "short")
+    cases = {
+        "garbage.mlg": bytes(range(256)) * 4,
+        "cut.mlg": data[:100],
+        "fields.mlg": data[:20] + b"\xff\xff" + data[22:],  # 65,535 fields announced
+        "begin.mlg": data[:14] + b"\x7f\xff\xff\xff" + data[18:],  # data beyond the end of the file
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ConfigError, match=name):
+            list(iter_items(path, ColumnMapping(), ImportStats(len(content), "p")))
