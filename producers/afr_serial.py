@@ -32,6 +32,7 @@ from common.schema import Channel, Frame, Quality
 from common.settings import AfrSerialSettings, MtsAuxSettings, Settings
 from producers.mts_consistency import MtsConsistency
 from producers.mts_words import FUNCTIONS, AuxWord, LambdaWord, check_lambda
+from producers.source_spec import SourceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -361,3 +362,6 @@ class AfrSerialSource:
 
 def from_settings(s: Settings) -> AfrSerialSource:
     return AfrSerialSource(s.afr_serial)
+
+
+SPEC = SourceSpec("afr_serial", "afr_serial", from_settings, "Innovate MTS wideband AFR (LC-1, LC-2, DLG-1, LM-2)")

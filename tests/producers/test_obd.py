@@ -34,7 +34,7 @@ from producers.obd import (
 from producers.obd_decoders import decode_dtc, decode_dtcs, decode_vin, vin_check_digit_ok
 from producers.validate import RangeValidator
 
-python_obd: Any = obd_source.obd  # type: ignore[attr-defined]  # the GPL library, only via the producer
+python_obd: Any = obd_source.python_obd()  # the GPL library, only via the producer
 Status = python_obd.OBDStatus
 
 
