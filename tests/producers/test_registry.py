@@ -151,3 +151,11 @@ def test_simulate_does_not_import_python_obd() -> None:
     code += "by_name()['obd'].factory(Settings()); print('obd' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "True"  # the check above can fail
+
+
+def test_the_readme_documents_every_registered_source() -> None:
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for name in registry.by_name():
+        assert f"\n### {name}" in readme, f"README has no '### {name}' section under Sources"
