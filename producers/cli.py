@@ -11,7 +11,6 @@ import logging
 import socket
 import sys
 import threading
-from types import SimpleNamespace
 
 from common.breaker import Breaker
 from common.errors import SpoolUnavailableError, TelemetryError
@@ -23,7 +22,7 @@ from common.settings import Settings
 from producers import registry
 from producers.base import ProducerStats, run_producer
 from producers.jsonl import JsonlSource
-from producers.metrics import MeteredPublisher, ProducerTelemetry, breakers_of
+from producers.metrics import MeteredPublisher, ProducerTelemetry
 from producers.spool import open_spool
 from producers.validate import RangeValidator
 
@@ -48,8 +47,7 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
         Breaker(link, ps.breaker_failures, ps.breaker_open_s, ps.breaker_successes) for link in ("device", "redis")
     )
     logger.info("producer %s starting (source %s)", name, source_name)
-    holders = {"device": SimpleNamespace(breaker=device), "redis": SimpleNamespace(breaker=redis)}
-    telemetry = ProducerTelemetry(source_name, stats, publisher, breakers_of(**holders))
+    telemetry = ProducerTelemetry(source_name, stats, publisher)
     server = serve(settings.http, PRODUCER_PORT, telemetry.endpoints())
     try:
         run_producer(
