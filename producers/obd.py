@@ -21,6 +21,7 @@ from common.clock import Clock, SystemClock
 from common.errors import ConfigError, ParseError, SourceUnavailableError, unexpected
 from common.schema import Channel, Frame, Priority, Quality
 from common.settings import Settings
+from producers.device_name import device_from_url
 from producers.obd_decoders import decode_dtcs, decode_vin, vin_check_digit_ok
 from producers.source_spec import SourceSpec
 
@@ -70,12 +71,6 @@ CAN_PROTOCOLS = frozenset("6789A")
 def channel_name(command: str) -> str:
     """The channel a python-OBD command is published as (``RPM`` -> ``rpm``)."""
     return DTC_COMMANDS.get(command) or CHANNEL_NAMES.get(command) or command.lower()
-
-
-def default_device(url: str) -> str:
-    """Device name from a pyserial URL: ``/dev/obd0`` -> ``obd0``, ``socket://h:35000`` -> ``h:35000``."""
-    tail = url.split("://", 1)[-1].rstrip("/")
-    return tail.rsplit("/", 1)[-1] or "obd"
 
 
 def normalise_quantity(magnitude: float, unit: str) -> tuple[float, str]:
@@ -352,7 +347,7 @@ def from_settings(s: Settings) -> ObdSource:
     def connect() -> Any:
         return python_obd().OBD(cfg.url, baudrate=cfg.baudrate, protocol=cfg.protocol, fast=cfg.fast, timeout=2.0)
 
-    return ObdSource(connect, cfg.pids, cfg.device or default_device(cfg.url), cfg.car_retry_s)
+    return ObdSource(connect, cfg.pids, cfg.device or device_from_url(cfg.url, "obd"), cfg.car_retry_s)
 
 
 SPEC = SourceSpec("obd", "obd", from_settings, "OBD-II PIDs from an ELM327 adapter (python-OBD, optional extra)")
