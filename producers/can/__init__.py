@@ -6,7 +6,8 @@ message (see producers/can/decode.py); OBD-II ISO-TP answers (VIN, trouble codes
 J1939 messages matched by PGN; Toyota checksums verified; per-message minimum interval and
 deadband suppression. Modules: ``dbc`` (lookup), ``integrity`` (checksums, counters), ``isotp``,
 ``throttle``, ``mapping`` (the mapping file), ``decode`` (the pure core), ``feeds`` (python-can
-I/O), ``source`` (the run loop's Source). See README "CAN bus".
+I/O), ``source`` (the run loop's Source). See README "CAN bus". Importing this package loads
+neither python-can nor cantools: they are imported when the source is built or the bus opened.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from producers.can.feeds import BusFeed, LogFeed
 from producers.can.mapping import load_mapping
 from producers.can.source import CanSource, Feed
 from producers.can.throttle import Throttle
+from producers.source_spec import SourceSpec
 
-__all__ = ["CanSource", "from_settings"]
+__all__ = ["SPEC", "CanSource", "from_settings"]
 
 
 def from_settings(s: Settings) -> CanSource:
@@ -39,3 +41,8 @@ def from_settings(s: Settings) -> CanSource:
         feed = BusFeed(cfg.interface, cfg.channel, cfg.bitrate)
         device = cfg.device or cfg.channel
     return CanSource(feed, decoder, device, clock)
+
+
+SPEC = SourceSpec(
+    "can", "can", from_settings, "CAN bus or CAN log replay, decoded with DBC files (python-can, cantools)"
+)

@@ -1,0 +1,6 @@
+"""The operator's tools: ``telemetry-admin`` (cli), the status view, migrate, archive, imports, layers.
+
+Imports ``writer`` and ``common``, never ``producers`` (``python -m admin.layers`` checks). The
+modules the writer also uses at run time (dead letters, partitions, stream status and IDs,
+retention) stay in ``writer/`` and are imported from there.
+"""
