@@ -98,7 +98,7 @@ def load_bus_dbcs(files: Mapping[str, Sequence[Path]], checksum: Mapping[str, st
                 continue
             try:
                 loaded[path] = cantools.database.load_file(str(path), strict=strict)
-            except (OSError, cantools.database.UnsupportedDatabaseFormatError, ValueError) as exc:
+            except (OSError, cantools.database.errors.UnsupportedDatabaseFormatError, ValueError) as exc:
                 raise ConfigError(f"TELEMETRY_CAN__DBC: cannot load {str(path)!r}: {str(exc)[:300]}") from None
     common = [loaded[p] for p in files.get("*", [])]
     buses = {

@@ -120,7 +120,8 @@ class LogFeed:
 
         suffix = self.path.suffix.lower()
         if suffix in TEXT_READERS:
-            reader_class = can.io.player.MESSAGE_READERS[suffix]
+            # the text readers take an open file too (typed as a path only): latin-1 keeps a bad byte readable
+            reader_class: Any = can.io.player.MESSAGE_READERS[suffix]
             with self.path.open(encoding="latin-1", newline=None) as fh:
                 while True:
                     try:
