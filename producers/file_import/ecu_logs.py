@@ -50,33 +50,15 @@ class _Framer:
     def frame(self, observed: datetime, values: tuple[float | None, ...]) -> Frame:
         channels = tuple(Channel(n, values[i], u) for i, n, u in self.columns if values[i] is not None)
         self.last = observed
-        return self._checked(
-            Frame(
-                "file_import",
-                self.device,
-                observed,
-                datetime.now(UTC),
-                time.monotonic_ns(),
-                channels,
-                self.session,
-                priority=Priority.BULK,
-            )
-        )
+        return self._bulk(observed, channels)
 
     def marker(self, text: str, fallback: datetime) -> Frame:
-        observed = self.last or fallback
-        return self._checked(
-            Frame(
-                "file_import",
-                self.device,
-                observed,
-                datetime.now(UTC),
-                time.monotonic_ns(),
-                (Channel("marker", text or "marker"),),
-                self.session,
-                priority=Priority.BULK,
-            )
-        )
+        return self._bulk(self.last or fallback, (Channel("marker", text or "marker"),))
+
+    def _bulk(self, observed: datetime, channels: tuple[Channel, ...]) -> Frame:
+        now, mono = datetime.now(UTC), time.monotonic_ns()
+        frame = Frame("file_import", self.device, observed, now, mono, channels, self.session, priority=Priority.BULK)
+        return self._checked(frame)
 
     @staticmethod
     def _checked(frame: Frame) -> Frame:
