@@ -1,1 +1,7 @@
-"""Operator verbs of ``telemetry-admin`` added for issue 19 (tap, validate); see each module."""
+"""The operator's tools: ``telemetry-admin`` (cli), the status view, migrate, archive, imports, layers;
+validate (checks*), tap, the data dashboard builder (issue 19; verbs.py wires them into the cli).
+
+Imports ``writer`` and ``common``, never ``producers`` (``python -m admin.layers`` checks). The
+modules the writer also uses at run time (dead letters, partitions, stream status and IDs,
+retention) stay in ``writer/`` and are imported from there.
+"""

@@ -1,4 +1,4 @@
-"""Host checks of ``telemetry-admin validate``: the spool folder, a source's device, the scales file.
+"""Host checks of ``telemetry-admin validate``: the spool folder, a source's device, its configuration.
 
 The spool check writes and removes one small file in the folder (that is the question asked);
 nothing else here writes. A device path must exist and be readable and writable; a
@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from admin.checks import Check, Kind, fail, ok, skip
-from common.errors import ConfigError
 from common.settings import Settings
 
 SERIAL_SOURCES = ("gps_nmea", "obd", "afr_serial")
@@ -74,20 +75,31 @@ def device(s: Settings, source: str | None) -> list[Check]:
             return [skip("device", "jsonl reads stdin")]
         return [ok("device", f"{path} present") if Path(path).exists() else fail("device", f"{path} does not exist")]
     if source == "scales":
-        return scales(s, with_devices=True)
+        return [
+            skip("device", "scales: the devices are in the scales file; telemetry-produce scales --test opens them")
+        ]
     return [skip("device", f"{source}: no device path to check")]
 
 
-def scales(s: Settings, with_devices: bool = False) -> list[Check]:
-    from producers.scales.config import load_config
-
-    if s.scales.config is None:
-        return [skip("scales config", "TELEMETRY_SCALES__CONFIG not set")]
+def source_config(s: Settings, source: str, timeout_s: float = 60.0) -> Check:
+    """The source built from the settings as a run builds it (the scales file parsed and validated):
+    ``telemetry-produce SOURCE --check-config`` in a child process, with this process's environment.
+    A child, not an import: ``admin`` does not import ``producers`` (admin/layers.py)."""
+    name = "scales config" if source == "scales" else "source config"
+    cmd = [sys.executable, "-m", "producers.cli", source, "--check-config"]
     try:
-        config = load_config(s.scales.config)
-    except ConfigError as exc:
-        return [fail("scales config", str(exc), Kind.CONFIG)]
-    out = [ok("scales config", f"{s.scales.config}: {len(config.scales)} scales")]
-    if with_devices:
-        out += [device_url(f"device {sc.device}", sc.url) for sc in config.scales]
-    return out
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return fail(name, f"telemetry-produce {source} --check-config did not run: {exc}")
+    lines = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+    detail = (lines[-1] if lines else f"exit {proc.returncode}").removeprefix("telemetry-produce: ")
+    if proc.returncode == 0:
+        return ok(name, detail)
+    kind = Kind.CONFIG if proc.returncode == 2 else Kind.ENVIRONMENT
+    return fail(name, detail[:300], kind)
+
+
+def scales(s: Settings) -> Check:
+    if s.scales.config is None:
+        return skip("scales config", "TELEMETRY_SCALES__CONFIG not set")
+    return source_config(s, "scales")

@@ -2,7 +2,7 @@
 
 The writer's rights are read with ``has_table_privilege`` / ``has_function_privilege`` /
 ``has_database_privilege`` for each table, function and right the writer uses (the grants of
-writer/migrations/002-006), and proved with a zero-row COPY into ``readings_packed`` inside a
+writer/migrations/002-008), and proved with a zero-row COPY into ``readings_packed`` inside a
 transaction that is rolled back: nothing is written. Identifiers go through ``psycopg.sql``.
 """
 
@@ -58,7 +58,7 @@ def reachable(s: Settings) -> Check:
 
 
 def migrated(s: Settings) -> Check:
-    from writer.migrate import migration_files
+    from admin.migrate import migration_files
 
     want = [v for v, _ in migration_files()]
     schema = s.postgres.schema_name

@@ -39,8 +39,9 @@ def plan(role: str, source: str | None) -> list[tuple[str, CheckFn]]:
             steps["redis producer"] = checks_redis.producer_rights
             steps["spool"] = checks_host.spool
             steps["device"] = partial(checks_host.device, source=source)
-            if source != "scales":
-                steps["scales config"] = checks_host.scales
+            if source is not None and source != "scales":
+                steps["source config"] = partial(checks_host.source_config, source=source)
+            steps["scales config"] = checks_host.scales  # skip when TELEMETRY_SCALES__CONFIG is unset
         if r == "importer":
             steps["redis importer"] = partial(
                 checks_redis.producer_rights, priorities=(Priority.BULK,), role="importer"

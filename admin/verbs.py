@@ -47,11 +47,12 @@ def _validate(s: Settings, args: argparse.Namespace) -> int:
 
 def add_verbs(sub: Any) -> None:
     from admin.validate import ROLES
-    from common.schema import SOURCES
 
     p = sub.add_parser("validate", help="check settings, servers, rights, schema, spool, device (exit 0/2/3)")
     p.add_argument("--role", choices=ROLES, default="all", help="which process's needs to check (default all)")
-    p.add_argument("--source", choices=SOURCES, help="producer: the source whose device to check")
+    p.add_argument(
+        "--source", help="producer: the source (telemetry-produce SOURCE) whose device and settings to check"
+    )
     p.set_defaults(fn=_validate)
     p = sub.add_parser("tap", help="follow the priority streams live (no consumer group); frames as JSON lines")
     p.add_argument("--priority", choices=[x.value for x in Priority], help="one stream (default: all)")

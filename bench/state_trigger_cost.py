@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from writer.migrate import migrate
+from admin.migrate import migrate
 from writer.pg_copy import _UPSERT_STATE
 
 DSN = os.environ.get("TELEMETRY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/telemetry_test")

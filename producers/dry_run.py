@@ -148,6 +148,18 @@ def table(out: IO[str]) -> Callable[[dict[str, Any]], None]:
     return emit
 
 
+def check_config(make_source: Callable[[], Source], name: str) -> int:
+    """``telemetry-produce SOURCE --check-config``: build the source as a run would (its settings and
+    files, e.g. the scales file, validated), open nothing; 0 valid, 2 a configuration error."""
+    try:
+        make_source()
+    except TelemetryError as exc:
+        print(f"telemetry-produce: {exc}", file=sys.stderr)
+        return 2
+    print(f"{name}: configuration valid")
+    return 0
+
+
 def main_test(make_source: Callable[[], Source], settings: Settings, count: int, timeout_s: float) -> int:
     """The body of ``telemetry-produce SOURCE --test`` (2 for a configuration error)."""
     try:

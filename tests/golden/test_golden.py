@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from common.schema import SOURCES as SCHEMA_SOURCES
-from producers.cli import SOURCES as CLI_SOURCES
+from producers import registry
 from tests.golden.adapters import ADAPTERS, produce
 from tests.golden.cases import CASE_FILE, GOLDEN, Case, discover, first_difference, project, read_expected
 
@@ -33,14 +32,16 @@ HELPERS = {
     "can/*.dbc": "CAN database (decoding rules, not a capture)",
     "can/*.oracle_*.csv": "reference decode of the CAN log",
     "can/expected_cantools.json": "reference decode of the CAN logs",
+    "dyno/speeduino_blank.mlg": "header-only MLVLG log (zero records, so no golden output); "
+    "tests/producers/test_ecu_logs.py checks its header and fields against mlg-converter",
 }
 """Files that are not captures, with the reason."""
 
 PENDING = {
-    "dyno/*.msl": "MegaLogViewer ASCII ECU log: needs the ECU-log reader being built",
-    "dyno/*.mlg": "MegaLogViewer binary ECU log: needs the ECU-log reader being built",
-    "can/*.candump.log": "CAN log: needs the CAN source being built",
-    "can/*.MF4": "CAN log (MDF4): needs the CAN source being built",
+    "dyno/*.msl": "MegaLogViewer ASCII ECU log: 7,977 rows x 26 channels would make a ~9 MB expected.jsonl; "
+    "tests/producers/test_ecu_logs.py and tests/integration/test_ecu_log_import.py check it against the README",
+    "can/*.MF4": "CAN log (MDF4): python-can reads it only with asammdf, not installed; the same frames are "
+    "the .candump.log cases",
 }
 """Captures of sources not in the tree yet: a case is a folder to add with that source."""
 
@@ -88,7 +89,7 @@ def test_every_capture_folder_is_listed(shared_data: Path) -> None:
 
 
 def test_every_source_has_an_adapter_and_a_case() -> None:
-    sources = set(CLI_SOURCES) | set(SCHEMA_SOURCES)
+    sources = set(registry.by_name()) | {"file_import"}  # the import job's frames: not a telemetry-produce source
     assert sources <= set(ADAPTERS), f"sources without a golden adapter: {sorted(sources - set(ADAPTERS))}"
     with_cases = {c.source for c in CASES}
     assert sources <= with_cases, f"sources without a golden case: {sorted(sources - with_cases)}"

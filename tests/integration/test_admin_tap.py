@@ -43,7 +43,7 @@ def frames(device: str, n: int, priority: Priority) -> list[Frame]:
 
 def start_tap(settings: Settings, *args: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "writer.admin", "tap", "--timeout", "60", *args],
+        [sys.executable, "-m", "admin.cli", "tap", "--timeout", "60", *args],
         env=env_for(settings),
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -122,7 +122,7 @@ def test_tap_without_a_writer_changes_no_group_counter(settings: Settings, redis
 
 def test_tap_bad_priority_is_a_usage_error(settings: Settings) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "writer.admin", "tap", "--priority", "urgent"],
+        [sys.executable, "-m", "admin.cli", "tap", "--priority", "urgent"],
         env=env_for(settings), cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 2 and "invalid choice: 'urgent'" in proc.stderr

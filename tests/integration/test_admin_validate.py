@@ -19,12 +19,12 @@ from psycopg import conninfo, sql
 from redis import Redis
 from redis.exceptions import ResponseError
 
+from admin.migrate import migrate
 from common.settings import Settings
 from tests.conftest import REPO, env_for
 from tests.integration.servers import PgServer
 from tests.integration.test_least_privilege import user_env
 from tests.integration.test_redis_acl import acl_redis
-from writer.migrate import migrate
 
 pytestmark = pytest.mark.integration
 __all__ = ["acl_redis"]
@@ -33,7 +33,7 @@ __all__ = ["acl_redis"]
 def validate(env: dict[str, str], *args: str) -> tuple[int, dict[str, str]]:
     """Exit code and {check name: its line} (the last line is the summary)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "writer.admin", "validate", *args],
+        [sys.executable, "-m", "admin.cli", "validate", *args],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -122,7 +122,7 @@ def test_config_errors_exit_2(settings: Settings, redis: Redis, tmp_path: Path) 
     assert code == 0 and checks["scales config"].startswith("ok"), checks
     env["TELEMETRY_WRITER__BATCH_MAX_ROWS"] = "many"
     proc = subprocess.run(
-        [sys.executable, "-m", "writer.admin", "validate"],
+        [sys.executable, "-m", "admin.cli", "validate"],
         env=env,
         cwd=REPO,
         capture_output=True,

@@ -123,8 +123,8 @@ def test_the_deployed_grafana_role_reads_and_cannot_write(pg_server_factory: Any
     import secrets
     import subprocess
 
+    from admin.migrate import migrate
     from tests.conftest import REPO
-    from writer.migrate import migrate
 
     server = pg_server_factory(host_auth="scram-sha-256")
     pw = {role: f"{role}'pw\\ " + secrets.token_hex(6) for role in ("owner", "writer", "grafana")}

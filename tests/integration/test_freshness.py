@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rich.console import Console
 
+from admin.status import LazyPg, add_rates, render, sample
 from common.fill import FillEstimator
 from common.schema import Priority
 from common.settings import Settings
@@ -25,7 +26,6 @@ from writer.freshness import oldest_unacked
 from writer.metrics import WriterTelemetry
 from writer.pg import connect_pg
 from writer.read import ensure_groups
-from writer.status import LazyPg, add_rates, render, sample
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 from redis import Redis
 from rich.console import Console
 
+from admin.status import LazyPg, add_rates, render, sample
 from common.errors import ParseError
 from common.schema import Channel, Frame, Quality
 from common.settings import Settings, StalenessSettings
@@ -29,7 +30,6 @@ from tests.helpers import pg_query, running_producer, running_writer, wait_for
 from writer.metrics import WriterTelemetry
 from writer.pg import connect_pg
 from writer.staleness import store_rules
-from writer.status import LazyPg, add_rates, render, sample
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +162,7 @@ def test_migrate_stores_the_rules_from_the_settings(settings: Settings) -> None:
     env["TELEMETRY_STALENESS__RULES"] = json.dumps(rules)
     env["TELEMETRY_STALENESS__AUTO_FACTOR"] = "2.5"
     proc = subprocess.run(
-        [sys.executable, "-m", "writer.admin", "migrate"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "admin.cli", "migrate"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
     assert pg_query(settings, "SELECT * FROM staleness_rules ORDER BY position") == [

@@ -41,7 +41,7 @@ def dockerfile_build_copies() -> list[str]:
 
 def test_dockerfile_build_stage_copies_what_the_wheel_needs() -> None:
     copies = " ".join(dockerfile_build_copies()).split()
-    assert {"pyproject.toml", "README.md", "admin", "common", "producers", "writer", "deploy/wheels.sh"} <= set(copies)
+    assert {"pyproject.toml", "README.md", "common", "producers", "writer", "admin", "deploy/wheels.sh"} <= set(copies)
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
@@ -76,7 +76,9 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_the_pipeline(
     assert migrations == sorted(f"writer/migrations/{p.name}" for p in (REPO / "writer" / "migrations").glob("*.sql"))
 
     run(["bash", str(src / "deploy" / "wheels.sh"), "install", str(wheels)], cwd=work, env=env)
-    where = run([str(py), "-c", "import writer, producers, common; print(writer.__file__)"], cwd=work, env=env)
+    where = run(
+        [str(py), "-c", "import writer, producers, common, admin.cli; print(writer.__file__)"], cwd=work, env=env
+    )
     assert where.strip().startswith(str(home)), where
     assert not list((home / "lib").rglob("__editable__*")), "installed editable"
 
