@@ -119,3 +119,17 @@ def test_missing_device_exits_3_and_bad_config_exits_2(settings: Settings, tmp_p
     env["TELEMETRY_SIMULATE__PRIORITY"] = "urgent"
     _, err = finish(produce_test(env, "simulate", "--test"), 2)
     assert "TELEMETRY_SIMULATE__PRIORITY" in err
+
+
+def test_check_config_builds_the_source_and_opens_nothing(settings: Settings, tmp_path: Path) -> None:
+    env = env_for(settings)
+    env["TELEMETRY_REDIS__URL"] = "redis://127.0.0.1:1/0"
+    env["TELEMETRY_SCALES__CONFIG"] = str(REPO / "deploy" / "scales.json")  # its devices are not on this host
+    out, err = produce_test(env, "scales", "--check-config").communicate(timeout=60)
+    assert out.strip() == "scales: configuration valid", err
+    bad = tmp_path / "scales.json"
+    bad.write_text('{"scales": [{"device": "s1", "url": "/dev/ttyS0", "format": "no-such-format"}]}')
+    env["TELEMETRY_SCALES__CONFIG"] = str(bad)
+    proc = produce_test(env, "scales", "--check-config")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "scales.json: scales.0.format" in err and "no-such-format" in err
