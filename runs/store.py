@@ -177,13 +177,17 @@ def list_runs(conn: Conn, limit: int = 50) -> list[Run]:
 
 
 def readings_of(conn: Conn, run: Run, until: datetime | None = None) -> list[Reading]:
-    """The run's readings (its devices, start <= observed_at <= end or ``until``/now), in time order."""
+    """The run's readings (its devices, start <= observed_at < end, or <= ``until``/now while open), in time order.
+
+    Half-open, so back-to-back runs never share a frame and a detector's run ends before the first
+    frame below its threshold.
+    """
     end = run.ended_at or until or datetime.now(UTC)
     rows = conn.execute(
         "SELECT observed_at, device, channel, unit, value, quality, text_value FROM readings"
-        " WHERE device = ANY(%s) AND observed_at >= %s AND observed_at <= %s"
+        " WHERE device = ANY(%s) AND observed_at >= %s AND (observed_at < %s OR (%s AND observed_at = %s))"
         " ORDER BY observed_at, device, channel LIMIT %s",
-        [run.devices, run.started_at, end, MAX_READINGS + 1],
+        [run.devices, run.started_at, end, run.ended_at is None, end, MAX_READINGS + 1],
     ).fetchall()
     if len(rows) > MAX_READINGS:
         raise RunError(f"run {run.name!r} has more than {MAX_READINGS:,} readings")

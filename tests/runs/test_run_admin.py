@@ -47,13 +47,13 @@ def test_start_mark_stop_show_list(settings: Settings, redis: Redis) -> None:
     assert shown["metadata"] == {"vehicle": "GT86", "pressure_kpa": 98.5}
     assert shown["marks"] == [{"at": at(4), "label": "launch"}]
     summary = shown["summary"]
-    # seconds 2..7 of car1 only: 6 frames of 2 channels; speed 20..70 with the warn reading at 3 (30) left out
-    assert summary["duration_s"] == 5.0 and summary["frames"] == 6 and summary["readings"] == 12
+    # seconds 2..6 of car1 only (the end is excluded): 5 frames of 2 channels; speed 20..60, the warn one (30) out
+    assert summary["duration_s"] == 5.0 and summary["frames"] == 5 and summary["readings"] == 10
     speed = next(c for c in summary["channels"] if c["channel"] == "speed")
-    assert speed["good_share"] == pytest.approx(5 / 6)
-    assert (speed["min"], speed["max"], speed["mean"]) == (20.0, 70.0, pytest.approx((20 + 40 + 50 + 60 + 70) / 5))
+    assert speed["good_share"] == pytest.approx(4 / 5)
+    assert (speed["min"], speed["max"], speed["mean"]) == (20.0, 60.0, pytest.approx((20 + 40 + 50 + 60) / 4))
     text = admin(settings, "run", "show", "1")
-    assert "run 1 'stock' (session, closed, manual)" in text and "83.3%" in text
+    assert "run 1 'stock' (session, closed, manual)" in text and "80.0%" in text
     # auto-numbering: the same base name again, twice
     for n in (2, 3):
         out = admin(settings, "run", "start", "--name", "stock", "--device", "car2", "--at", at(n))

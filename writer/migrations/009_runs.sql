@@ -1,5 +1,5 @@
 -- Issue 17: runs and sessions. A run names a span of some devices' readings: it covers the
--- readings of `devices` with started_at <= observed_at <= ended_at (an open run: up to now),
+-- readings of `devices` with started_at <= observed_at < ended_at (an open run: up to now),
 -- read through the `readings` view; nothing in readings is rewritten to attribute them.
 --
 -- name is unique; `telemetry-admin run start --name stock` gives "stock", then "stock 2",
