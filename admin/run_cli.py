@@ -56,13 +56,16 @@ def add_parser(sub: Any) -> None:
     v.set_defaults(fn=_summarise)
     v = verbs.add_parser("import", help="a dyno export (WinPEP 8 CSV) or mapped CSV as a run of its own")
     v.add_argument("file")
-    v.add_argument("--start", required=True, help="UTC time of the file's time 0 (exports have elapsed times)")
+    v.add_argument("--start", help="time of the file's time 0, for elapsed times (WinPEP exports); ISO with offset")
     v.add_argument("--name", help="base name (default: the file name without extension)")
     v.add_argument("--kind", default="dyno")
     v.add_argument("--mapping", help="JSON column mapping (producers/file_import/mapping.py ColumnMapping)")
     v.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
     v.add_argument("--wait-s", type=float, default=120.0, help="how long to wait for the writer before summarising")
     v.set_defaults(fn=_import)
+    from admin.run_views import add_verbs
+
+    add_verbs(verbs)
 
 
 def when(text: str | None) -> datetime:
@@ -195,9 +198,10 @@ def _import(s: Settings, args: argparse.Namespace) -> int:
     from runs.importer import import_run
 
     given = ColumnMapping.model_validate_json(Path(args.mapping).read_text()) if args.mapping else None
+    start = when(args.start) if args.start else None
     with connect(s) as conn:
-        run = import_run(s, connect_redis(s.redis), conn, Path(args.file), when(args.start), args.name,
-                              args.kind, parse_meta(args.meta), given, args.wait_s)  # fmt: skip
+        run = import_run(s, connect_redis(s.redis), conn, Path(args.file), start, args.name, args.kind,
+                         parse_meta(args.meta), given, args.wait_s)  # fmt: skip
     print(f"run {run.id} {run.name!r}: {run.metadata['import']['frames']} frames from {Path(args.file).name}"
           f" ({run.metadata['import']['bad_rows']} bad rows)")  # fmt: skip
     if run.summary is None:

@@ -2,7 +2,8 @@
 
 The rows go through the existing import path (producers/file_import: ColumnMapping -> frames ->
 the bulk stream -> the writer), synchronously in this process; the run (origin ``import``, closed)
-spans the file's first to last row (+1 ms: runs are half-open). Once the writer has committed the
+spans the file's first to last row (+1 ms: runs are half-open). A CSV exported by
+``telemetry-admin run export`` is read back with its own mapping (runs/export.py). Once the writer has committed the
 rows (``wait_s``) the summary is computed from PostgreSQL like any run's. Importing the same file
 the same way again gives the same producer id (no duplicate readings) and the same run
 (start_key ``import:<content id>``).
@@ -28,6 +29,7 @@ from common.settings import Settings
 from producers.file_import.job import ImportOptions, ImportStats, content_id, iter_items, run_import
 from producers.file_import.mapping import ChannelSpec, ColumnMapping
 from runs import store
+from runs.export import is_export, reimport_mapping
 
 WINPEP8_CHANNELS: dict[str, tuple[str, str]] = {
     "(DWRT CPU) Engine RPM": ("Engine RPM", "krpm"),
@@ -55,10 +57,13 @@ def is_winpep8(path: Path) -> bool:
     return head.startswith("Time,") and "(DWRT CPU)" in head
 
 
-def mapping_for(path: Path, start: datetime, device: str, given: ColumnMapping | None) -> ColumnMapping:
-    """The given mapping with ``start_time`` and ``device`` set, or the WinPEP 8 one for a WinPEP export."""
+def mapping_for(path: Path, start: datetime | None, device: str, given: ColumnMapping | None) -> ColumnMapping:
+    """The given mapping with ``start_time`` and ``device`` set, else the one for our own export
+    (runs/export.py) or for a WinPEP 8 export, else the file import's defaults."""
     if given is not None:
         return given.model_copy(update={"start_time": given.start_time or start, "device": given.device or device})
+    if is_export(path):
+        return reimport_mapping(path)
     if not is_winpep8(path):
         return ColumnMapping(start_time=start, device=device)
     channels = {col: ChannelSpec(name=name, unit=unit) for col, (name, unit) in WINPEP8_CHANNELS.items()}
@@ -68,21 +73,22 @@ def mapping_for(path: Path, start: datetime, device: str, given: ColumnMapping |
     )  # fmt: skip
 
 
-def file_span(path: Path, mapping: ColumnMapping) -> tuple[datetime, datetime, int, int]:
-    """First and last row time, frames and readings the import will publish (good rows only)."""
+def file_span(path: Path, mapping: ColumnMapping) -> tuple[datetime, datetime, list[str], int]:
+    """First and last row time, devices and readings the import will publish (good rows only)."""
     stats = ImportStats(path.stat().st_size, "span")
     first = last = None
-    frames = readings = 0
+    devices: set[str] = set()
+    readings = 0
     for item in iter_items(path, mapping, stats):
         if isinstance(item, Exception):
             continue
         first = item.observed_at if first is None else min(first, item.observed_at)
         last = item.observed_at if last is None else max(last, item.observed_at)
-        frames += 1
+        devices.add(item.device)
         readings += len(item.channels)
     if first is None or last is None:
         raise store.RunError(f"{path}: no row could be read")
-    return first, last, frames, readings
+    return first, last, sorted(devices), readings
 
 
 def import_run(
@@ -90,7 +96,7 @@ def import_run(
     redis: Redis,
     conn: store.Conn,
     path: Path,
-    start: datetime,
+    start: datetime | None,
     name: str | None = None,
     kind: str = "dyno",
     metadata: dict[str, Any] | None = None,
@@ -101,7 +107,7 @@ def import_run(
     """Publish ``path``'s rows, create its run, and summarise it once the writer has them all (its
     ``summary`` stays None if that takes longer than ``wait_s``)."""
     mapping = mapping_for(path, start, path.stem, given)
-    first, last, _frames, readings = file_span(path, mapping)
+    first, last, devices, readings = file_span(path, mapping)
     f = settings.file_import
     options = ImportOptions(
         namespace=settings.redis.namespace, chunk_rows=f.chunk_rows, max_backlog=f.max_backlog,
@@ -111,7 +117,7 @@ def import_run(
     result = run_import(redis, path, options)
     meta = {"file": path.name, "import": {k: result[k] for k in ("producer", "rows", "frames", "bad_rows")}}
     run = store.create_run(
-        conn, name or path.stem, [mapping.device or path.stem], first, kind, meta | (metadata or {}), "import",
+        conn, name or path.stem, devices, first, kind, meta | (metadata or {}), "import",
         ended_at=last + timedelta(milliseconds=1), start_key=f"import:{content_id(path, mapping)}",
     )  # fmt: skip
     deadline = time.monotonic() + wait_s
