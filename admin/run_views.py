@@ -14,10 +14,11 @@ from typing import Any
 from admin.run_cli import connect
 from common.settings import Settings
 from runs import store
-from runs.readings import DynoPoint, dyno_channels, wide
+from runs.readings import DynoPoint, dyno_channels, pull_only, wide
 
 
 def add_verbs(verbs: Any) -> None:
+    # compare and plot use the acceleration part of each pull (runs/readings.py pull_only)
     v = verbs.add_parser("compare", help="two dyno runs: peak deltas and where in the RPM range they differ")
     v.add_argument("a")
     v.add_argument("b")
@@ -41,7 +42,7 @@ def _points(conn: store.Conn, run: store.Run) -> tuple[list[DynoPoint], str, str
     dyno = dyno_channels(columns)
     if dyno is None:
         raise store.RunError(f"run {run.name!r} has no RPM with power or torque: not a dyno run")
-    return dyno.points(rows), dyno.power.unit if dyno.power else "", dyno.torque.unit if dyno.torque else ""
+    return pull_only(dyno.points(rows)), dyno.power.unit if dyno.power else "", dyno.torque.unit if dyno.torque else ""
 
 
 def _dyno_summary(run: store.Run) -> dict[str, Any]:

@@ -105,6 +105,16 @@ class DynoChannels:
         return out
 
 
+def pull_only(points: Sequence[DynoPoint]) -> list[DynoPoint]:
+    """The acceleration part of a pull: the points up to the first one at the highest RPM. A chassis
+    dyno's coast-down after it (RPM falling, power negative) is real data but not the power curve."""
+    if not points:
+        return []
+    ordered = sorted(points, key=lambda p: p.observed_at)
+    top = max(range(len(ordered)), key=lambda i: (ordered[i].rpm, -i))
+    return ordered[: top + 1]
+
+
 def dyno_channels(columns: Sequence[Column]) -> DynoChannels | None:
     """The run's RPM, power and torque channels, or None when it has no RPM or neither of the others."""
     rpm = find_column(columns, RPM_NAMES)

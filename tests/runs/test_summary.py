@@ -113,3 +113,12 @@ def test_auto_numbered_names() -> None:
     assert next_name(["stock", "stock 2", "stock 7", "stock tune"], "stock") == "stock 8"
     assert next_name(["stock 2"], "stock") == "stock 3"
     assert next_name(["stock"], "stock 2") == "stock 2"
+
+
+def test_pull_only_drops_the_coast_down() -> None:
+    from runs.readings import DynoPoint, pull_only
+
+    pts = [DynoPoint(T0 + timedelta(seconds=t), rpm, p, None) for t, rpm, p in
+           [(0, 3000, 50.0), (1, 5000, 80.0), (2, 7000, 90.0), (3, 7000, 85.0), (4, 5000, -20.0)]]  # fmt: skip
+    assert [p.rpm for p in pull_only(list(reversed(pts)))] == [3000, 5000, 7000]
+    assert pull_only([]) == []
