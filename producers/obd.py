@@ -126,8 +126,9 @@ def decode_text(raw: bytes | bytearray) -> str:
 def no_data_channels(command: str, units: Mapping[str, str]) -> tuple[Channel, ...]:
     """The channels of ``command`` with value None and quality no_data (``units``: last seen units)."""
     name = channel_name(command)
-    names = (name, name + "_count") if command in DTC_COMMANDS else (name,)
-    return tuple(Channel(n, None, units.get(n, ""), Quality.NO_DATA) for n in names)
+    if command in DTC_COMMANDS:  # the count's unit is fixed; known before any answer
+        return (Channel(name, None, "", Quality.NO_DATA), Channel(name + "_count", None, "count", Quality.NO_DATA))
+    return (Channel(name, None, units.get(name, ""), Quality.NO_DATA),)
 
 
 class PidSchedule:

@@ -103,7 +103,7 @@ def test_no_data_answer_is_null_not_invented() -> None:
     assert no_data_channels("RPM", {"rpm": "rpm"}) == (Channel("rpm", None, "rpm", Quality.NO_DATA),)
     assert no_data_channels("GET_DTC", {}) == (
         Channel("dtc", None, "", Quality.NO_DATA),
-        Channel("dtc_count", None, "", Quality.NO_DATA),
+        Channel("dtc_count", None, "count", Quality.NO_DATA),  # the same unit as an answered count
     )
 
 
