@@ -118,3 +118,16 @@ def test_a_second_detector_waits_for_the_first(det_settings: Settings, redis: Re
     stop = detector_module.threading.Event()
     stop.set()  # would wait; told to stop at the first wait
     assert other.prepare(stop) is False
+
+
+def test_garbage_entries_are_counted_and_acked(det_settings: Settings, redis: Redis, conns: list) -> None:  # type: ignore[type-arg]
+    key = det_settings.redis.names.streams[2]
+    redis.xadd(key, {"not": "a frame"})
+    redis.xadd(key, {b"v": b"\xff\xfe garbage", b"d": b"\x00" * 1000})
+    publish(det_settings, redis, _frames(PULL + COAST))
+    det = _detector(det_settings, redis, conns, "one")
+    while det.once():
+        pass
+    assert det.stats["undecodable"] == 2 and det.stats["frames"] == len(PULL + COAST)
+    assert det.stats["runs_started"] == det.stats["runs_ended"] == 1
+    assert redis.xpending(key, "runs")["pending"] == 0

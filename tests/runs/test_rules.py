@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
-from common.settings import RunRule
+import pytest
+
+from common.errors import ConfigError
+from common.settings import RunRule, load_settings
 from runs.rules import Boundary, State, step
 
 RULE = RunRule(name="pull", channel="Engine RPM", start_above=2000, start_for_s=1, stop_below=1500, stop_for_s=2)
@@ -50,3 +54,32 @@ def test_state_survives_a_restart_between_frames() -> None:
         if b:
             got2.append(b)
     assert got1 + got2 == whole and [b.kind for b in whole] == ["start", "end"]
+
+
+def test_rules_are_validated_with_the_variable_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = {"name": "pull", "channel": "rpm", "start_above": 1000, "stop_below": 2000}
+    monkeypatch.setenv("TELEMETRY_RUNS__RULES", json.dumps([bad]))
+    with pytest.raises(ConfigError, match=r"TELEMETRY_RUNS__RULES.*stop_below must not exceed start_above"):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("TELEMETRY_RUNS__RULES", '[{"name": "x; DROP TABLE runs", "channel": "rpm"}]')
+    with pytest.raises(ConfigError, match="TELEMETRY_RUNS__RULES"):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("TELEMETRY_RUNS__RULES", "[{not json")
+    with pytest.raises(ConfigError, match="TELEMETRY_RUNS__RULES: not valid JSON"):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("TELEMETRY_RUNS__RULES", json.dumps([RULE.model_dump()]))
+    monkeypatch.setenv("TELEMETRY_RUNS__PRIORITIES", '["normal", "nonsense"]')
+    with pytest.raises(ConfigError, match="TELEMETRY_RUNS__PRIORITIES"):
+        load_settings(_env_file=None)
+
+
+def test_a_rule_ignores_other_devices_bad_readings_and_text() -> None:
+    from common.schema import Channel, Frame, Quality
+    from runs.rules import applies, value_of
+
+    rule = RULE.model_copy(update={"device": "dyno-*"})
+    assert applies(rule, "dyno-1") and not applies(rule, "car")
+    frame = Frame("s", "dyno-1", T0, T0, 0, (Channel("Engine RPM", 3000.0, "rpm", Quality.WARN),))
+    assert value_of(rule, frame) is None
+    assert value_of(rule, Frame("s", "dyno-1", T0, T0, 0, (Channel("Engine RPM", "fast", ""),))) is None
+    assert value_of(rule, Frame("s", "dyno-1", T0, T0, 0, (Channel("Engine RPM", 3000, "rpm"),))) == 3000.0
