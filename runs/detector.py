@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -37,6 +38,8 @@ from writer.trim import safe_trim_point
 
 logger = logging.getLogger(__name__)
 _LOCK = 0x7E1E_0018
+STATS_LOG_S = 60.0
+"""How often the counters (frames, runs started/ended/summarised, undecodable, out_of_order) are logged."""
 Raw = tuple[str, bytes, dict[bytes, bytes] | None]
 
 
@@ -147,6 +150,8 @@ class Detector:
                         continue
                     key = (rule.name, frame.device)
                     old = self.states.get(key, State())
+                    if old.last_at is not None and frame.observed_at <= old.last_at:
+                        self.stats["out_of_order"] += 1  # older than a frame already applied: ignored
                     new, boundary = step(rule, frame.device, old, value, frame.observed_at, reply_text(eid))
                     if boundary is not None:
                         new = self.boundary(boundary, old, new, f"{stream}|{reply_text(eid)}")
@@ -237,9 +242,13 @@ def run_detector(settings: Settings, stop: threading.Event, consumer: str | None
                 if not detector.prepare(stop):
                     break
                 logger.info("run detector ready: %d rules on %s", len(detector.rules), ", ".join(detector.keys))
+                next_log = time.monotonic() + STATS_LOG_S
                 while not stop.is_set():
                     detector.once()
                     backoff.reset()
+                    if time.monotonic() >= next_log:
+                        next_log = time.monotonic() + STATS_LOG_S
+                        logger.info("run detector: %s", dict(detector.stats))
         except (RedisError, psycopg.OperationalError) as exc:
             delay = backoff.next_delay()
             logger.warning("run detector: %s: %s; retrying in %.1fs", type(exc).__name__, exc, delay)

@@ -124,10 +124,11 @@ def test_garbage_entries_are_counted_and_acked(det_settings: Settings, redis: Re
     key = det_settings.redis.names.streams[2]
     redis.xadd(key, {"not": "a frame"})
     redis.xadd(key, {b"v": b"\xff\xfe garbage", b"d": b"\x00" * 1000})
-    publish(det_settings, redis, _frames(PULL + COAST))
+    publish(det_settings, redis, _frames(PULL + COAST) + _frames([5000.0]))  # the last one is older: ignored
     det = _detector(det_settings, redis, conns, "one")
     while det.once():
         pass
-    assert det.stats["undecodable"] == 2 and det.stats["frames"] == len(PULL + COAST)
+    assert det.stats["undecodable"] == 2 and det.stats["frames"] == len(PULL + COAST) + 1
+    assert det.stats["out_of_order"] == 1
     assert det.stats["runs_started"] == det.stats["runs_ended"] == 1
     assert redis.xpending(key, "runs")["pending"] == 0
