@@ -453,6 +453,8 @@ class RunRule(Section):
     device: str = "*"
     """Devices the rule applies to (fnmatch pattern); one run per device."""
     kind: str = Field(default="run", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    stable_within: float | None = Field(default=None, gt=0)
+    """Also require the value to stay within +- this of where it crossed (a stable weight starts a weighing)."""
 
     @model_validator(mode="after")
     def _hysteresis(self) -> RunRule:
@@ -464,7 +466,8 @@ class RunRule(Section):
 class RunsSettings(Section):
     rules: list[RunRule] = []
     """JSON list of rules, e.g. [{"name": "pull", "kind": "dyno", "channel": "Engine RPM",
-    "start_above": 2000, "start_for_s": 1, "stop_below": 1500, "stop_for_s": 2}]."""
+    "start_above": 2000, "start_for_s": 1, "stop_below": 1500, "stop_for_s": 2}]; optional keys
+    "device" (fnmatch pattern, default "*") and "stable_within" (see README, Runs)."""
     priorities: list[str] = ["critical", "high", "normal"]
     """Priority streams the detector reads (bulk = file imports, which become runs of their own)."""
     batch: int = Field(default=500, ge=1, le=10_000)

@@ -84,7 +84,7 @@ class Detector:
 
     def load(self) -> None:
         rows = self.conn.execute(
-            "SELECT rule, device, state, since, since_entry, run_id, last_at FROM run_detector_state"
+            "SELECT rule, device, state, since, since_entry, run_id, last_at, since_value FROM run_detector_state"
         ).fetchall()
         self.states = {(r[0], r[1]): State(*r[2:]) for r in rows}
         rows = self.conn.execute("SELECT stream, last_ms, last_seq FROM run_detector_position").fetchall()
@@ -161,11 +161,12 @@ class Detector:
             for rule_name, device in touched:
                 s = self.states[(rule_name, device)]
                 self.conn.execute(
-                    "INSERT INTO run_detector_state (rule, device, state, since, since_entry, run_id, last_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (rule, device) DO UPDATE SET"
+                    "INSERT INTO run_detector_state"
+                    " (rule, device, state, since, since_entry, run_id, last_at, since_value)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (rule, device) DO UPDATE SET"
                     " state = excluded.state, since = excluded.since, since_entry = excluded.since_entry,"
-                    " run_id = excluded.run_id, last_at = excluded.last_at",
-                    [rule_name, device, s.state, s.since, s.since_entry, s.run_id, s.last_at],
+                    " run_id = excluded.run_id, last_at = excluded.last_at, since_value = excluded.since_value",
+                    [rule_name, device, s.state, s.since, s.since_entry, s.run_id, s.last_at, s.since_value],
                 )
             for stream in moved:
                 ms, seq = self.positions[stream]

@@ -6,7 +6,9 @@ starts a run, below ``stop_below`` for ``stop_for_s`` ends it". Time is the fram
 States: idle -> starting (above, not yet long enough) -> running -> stopping (below, not yet long
 enough) -> idle. A start boundary is placed at the first frame above the threshold, an end at the
 first frame below; each carries the stream entry ID of that frame, which makes it idempotent
-(runs.start_key / end_key). A frame older than the last one seen, a missing channel, a text value
+(runs.start_key / end_key). With ``stable_within`` the start also needs the value to stay within
+that distance of the candidate's first value (a weight settling on a scale): a larger move makes
+the moving frame the new candidate. A frame older than the last one seen, a missing channel, a text value
 or a reading that is not ``good`` changes nothing.
 """
 
@@ -27,6 +29,7 @@ class State:
     since_entry: str | None = None
     run_id: int | None = None
     last_at: datetime | None = None
+    since_value: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +65,18 @@ def step(
     key = f"{rule.name}:{device}:"
     if state.state in ("idle", "starting"):
         if value <= rule.start_above:
-            return replace(state, state="idle", since=None, since_entry=None), None
-        if state.state == "idle":
-            state = replace(state, state="starting", since=at, since_entry=entry)
+            return replace(state, state="idle", since=None, since_entry=None, since_value=None), None
+        unsettled = (
+            rule.stable_within is not None
+            and state.since_value is not None
+            and abs(value - state.since_value) > rule.stable_within
+        )
+        if state.state == "idle" or unsettled:
+            state = replace(state, state="starting", since=at, since_entry=entry, since_value=value)
         assert state.since is not None and state.since_entry is not None
         if (at - state.since).total_seconds() >= rule.start_for_s:
             boundary = Boundary("start", rule, device, state.since, key + state.since_entry)
-            return replace(state, state="running", since=None, since_entry=None), boundary
+            return replace(state, state="running", since=None, since_entry=None, since_value=None), boundary
         return state, None
     # running or stopping
     if value >= rule.stop_below:

@@ -83,3 +83,17 @@ def test_a_rule_ignores_other_devices_bad_readings_and_text() -> None:
     assert value_of(rule, frame) is None
     assert value_of(rule, Frame("s", "dyno-1", T0, T0, 0, (Channel("Engine RPM", "fast", ""),))) is None
     assert value_of(rule, Frame("s", "dyno-1", T0, T0, 0, (Channel("Engine RPM", 3000, "rpm"),))) == 3000.0
+
+
+def test_a_stable_weight_starts_a_weighing() -> None:
+    rule = RunRule(name="weigh", channel="weight", start_above=5, start_for_s=2, stop_below=1, stop_for_s=1,
+                   stable_within=0.05)  # fmt: skip
+    state, got = State(), []
+    # a load swinging while placed (12.0 .. 12.6), then settled at 12.30 +- 0.02 from t = 3
+    seq = [(0, 0.0), (1, 12.0), (1.5, 12.6), (2, 12.1), (3, 12.30), (3.5, 12.32), (4.5, 12.28), (5.0, 12.31),
+           (6, 0.2), (7.5, 0.1)]  # fmt: skip
+    for i, (t, v) in enumerate(seq):
+        state, b = step(rule, "scale", state, v, T0 + timedelta(seconds=t), f"{i}-0")
+        if b:
+            got.append((b.kind, (b.at - T0).total_seconds()))
+    assert got == [("start", 3.0), ("end", 6.0)]  # 1 .. 2 never settled for 2 s

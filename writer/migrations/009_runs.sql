@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS run_detector_state (
     since_entry text,
     run_id      bigint      REFERENCES runs (id) ON DELETE SET NULL,
     last_at     timestamptz,
+    since_value double precision,  -- the candidate's first value (rules with stable_within)
     PRIMARY KEY (rule, device)
 );
 
