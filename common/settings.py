@@ -468,7 +468,7 @@ class RunsSettings(Section):
     """JSON list of rules, e.g. [{"name": "pull", "kind": "dyno", "channel": "Engine RPM",
     "start_above": 2000, "start_for_s": 1, "stop_below": 1500, "stop_for_s": 2}]; optional keys
     "device" (fnmatch pattern, default "*") and "stable_within" (see README, Runs)."""
-    priorities: list[str] = ["critical", "high", "normal"]
+    priorities: list[str] = ["critical", "high", "normal", "low"]
     """Priority streams the detector reads (bulk = file imports, which become runs of their own)."""
     batch: int = Field(default=500, ge=1, le=10_000)
     """Entries read per XREADGROUP."""
