@@ -132,3 +132,20 @@ def test_garbage_entries_are_counted_and_acked(det_settings: Settings, redis: Re
     assert det.stats["out_of_order"] == 1
     assert det.stats["runs_started"] == det.stats["runs_ended"] == 1
     assert redis.xpending(key, "runs")["pending"] == 0
+
+
+def test_trimming_waits_for_the_detector_on_real_redis(det_settings: Settings, redis: Redis, conns: list) -> None:  # type: ignore[type-arg]
+    from writer.read import ensure_groups
+    from writer.trim import trim_acked
+
+    names = det_settings.redis.names
+    key = names.streams[2]
+    ensure_groups(redis, names)
+    det = _detector(det_settings, redis, conns, "one")  # creates the runs group at 0
+    publish(det_settings, redis, _frames(PULL + COAST))
+    got = redis.xreadgroup(names.group, "w", {key: ">"})
+    redis.xack(key, names.group, *[eid for eid, _ in got[0][1]])  # the writer has everything
+    assert trim_acked(redis, names, exact=True) == 0 and redis.xlen(key) == len(PULL + COAST)
+    while det.once():
+        pass
+    assert trim_acked(redis, names, exact=True) == len(PULL + COAST) and redis.xlen(key) == 0
