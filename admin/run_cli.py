@@ -154,7 +154,7 @@ def render(run: dict[str, Any]) -> str:
     lines = [f"run {run['id']} {run['name']!r} ({run['kind']}, {run['status']}, {run['origin']})",
              f"  devices   {', '.join(run['devices'])}",
              f"  start     {run['started_at']}", f"  end       {run['ended_at'] or '(open)'}"]  # fmt: skip
-    lines += [f"  {k:<9} {v}" for k, v in run["metadata"].items()]
+    lines += [f"  {k:<9} {json.dumps(v) if isinstance(v, dict | list) else v}" for k, v in run["metadata"].items()]
     lines += [f"  mark      {m['at']}  {m['label']}" for m in run["marks"]]
     summary = run["summary"]
     if not summary:
