@@ -54,12 +54,12 @@ def add_parser(sub: Any) -> None:
     v = verbs.add_parser("summarise", help="recompute and store a closed run's summary")
     v.add_argument("run")
     v.set_defaults(fn=_summarise)
-    v = verbs.add_parser("import", help="a dyno export (WinPEP 8 CSV) or mapped CSV as a run of its own")
+    v = verbs.add_parser("import", help="a dyno export (WinPEP 8 CSV) or mapped CSV as a run (needs the import worker)")
     v.add_argument("file")
     v.add_argument("--start", help="time of the file's time 0, for elapsed times (WinPEP exports); ISO with offset")
     v.add_argument("--name", help="base name (default: the file name without extension)")
     v.add_argument("--kind", default="dyno")
-    v.add_argument("--mapping", help="JSON column mapping (producers/file_import/mapping.py ColumnMapping)")
+    v.add_argument("--mapping", help="JSON column mapping (common/import_request.py ColumnMapping)")
     v.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE")
     v.add_argument("--wait-s", type=float, default=120.0, help="how long to wait for the writer before summarising")
     v.set_defaults(fn=_import)
@@ -191,22 +191,30 @@ def _summarise(s: Settings, args: argparse.Namespace) -> int:
 
 
 def _import(s: Settings, args: argparse.Namespace) -> int:
+    """Enqueue the file import (the worker reads the file), wait for it, then make its run."""
     from pathlib import Path
 
+    from admin.imports import enqueue_import, watch_import
+    from common.import_request import ColumnMapping
+    from common.queue import fetch_job
     from common.redis_client import connect_redis
-    from producers.file_import.mapping import ColumnMapping
-    from runs.importer import import_run
+    from runs.importer import mapping_for, run_from_import
 
+    path = Path(args.file)
     given = ColumnMapping.model_validate_json(Path(args.mapping).read_text()) if args.mapping else None
-    start = when(args.start) if args.start else None
-    with connect(s) as conn:
-        run = import_run(s, connect_redis(s.redis), conn, Path(args.file), start, args.name, args.kind,
-                         parse_meta(args.meta), given, args.wait_s)  # fmt: skip
-    print(f"run {run.id} {run.name!r}: {run.metadata['import']['frames']} frames from {Path(args.file).name}"
-          f" ({run.metadata['import']['bad_rows']} bad rows)")  # fmt: skip
-    if run.summary is None:
-        print(f"summary pending (the writer has not committed every row): telemetry-admin run summarise {run.id}")
+    mapping = mapping_for(path, when(args.start) if args.start else None, path.stem, given)
+    redis = connect_redis(s.redis)
+    job_id = enqueue_import(s, path, mapping, redis)
+    if watch_import(s, job_id, connection=redis) != 0:
         return 1
+    result = fetch_job(s, job_id, redis).return_value() or {}
+    meta = {"file": path.name, "import": {k: result.get(k) for k in ("producer", "rows", "frames", "bad_rows")}}
+    with connect(s) as conn:
+        run = run_from_import(conn, redis, s.redis.names, str(result["producer"]), args.name or path.stem,
+                              args.kind, meta | parse_meta(args.meta), args.wait_s)  # fmt: skip
+    print(
+        f"run {run.id} {run.name!r}: {result.get('frames')} frames from {path.name} ({result.get('bad_rows')} bad rows)"
+    )
     return 0
 
 

@@ -36,13 +36,13 @@ from redis import Redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from admin.migrate import migrate  # noqa: E402
 from bench import storage_bench  # noqa: E402
 from bench.procstat import Group, cpu_seconds, machine_busy, pids_of, tcp_ports  # noqa: E402
 from common.publish import Publisher  # noqa: E402
 from common.schema import Frame, encode  # noqa: E402
 from producers.simulate import SimulateSource  # noqa: E402
 from tests.pgdb import ensure_database  # noqa: E402
-from writer.migrate import migrate  # noqa: E402
 from writer.partitions import maintain  # noqa: E402
 
 REDIS_URL = os.environ.get("TELEMETRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -373,7 +373,7 @@ def bench_live(
 # ---- (5) storage: long layout (003) vs packed (004), issue 15 ------------------------------
 def bench_storage(env: Env, frames: list[Frame], tmp: Path, runs: int) -> dict[str, Any]:
     """Bytes, WAL, load CPU and query p50s of both layouts on the same frames; the narrow
-    alternative's bytes; the archive's bytes (writer/archive.py, when pyarrow is installed)."""
+    alternative's bytes; the archive's bytes (admin/archive.py, when pyarrow is installed)."""
     data = storage_bench.spread(frames)
     mid = data[len(data) // 2]
     params = {
@@ -403,7 +403,7 @@ def bench_storage(env: Env, frames: list[Frame], tmp: Path, runs: int) -> dict[s
 def archive_bytes(conn: psycopg.Connection[Any], schema: str, tmp: Path) -> tuple[int, int] | str:
     """(bytes of the Parquet files, readings in them) for every day of the packed schema."""
     try:
-        from writer.archive import export_day
+        from admin.archive import export_day
     except ImportError as exc:  # pyarrow is the optional extra `archive`
         return f"not measured ({exc})"
     days = [r[0] for r in conn.execute("SELECT DISTINCT (observed_at AT TIME ZONE 'UTC')::date FROM readings_packed")]

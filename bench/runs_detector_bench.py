@@ -19,11 +19,11 @@ import psycopg
 from psycopg import sql
 from redis import Redis
 
+from admin.migrate import migrate
 from common.publish import Publisher, new_producer_id
 from common.schema import Channel, Frame
 from common.settings import Settings
 from runs.detector import Detector
-from writer.migrate import migrate
 from writer.pg import connect_pg
 
 RULE = {"name": "pull", "channel": "rpm", "start_above": 2000, "start_for_s": 1, "stop_below": 1500, "stop_for_s": 2}

@@ -3,7 +3,7 @@
 A frame travels as one Redis stream entry whose fields stay readable in ``redis-cli XRANGE``::
 
     v     "1"                                  schema version
-    src   "obd"                                source name (see SOURCES)
+    src   "obd"                                source name (SOURCE_NAME; producers/registry.py lists the live ones)
     dev   "elm327-0"                           device
     prod  "obd@edge1/18c9f3a2b7e-4f1a"         producer identity (name/run)
     seq   "42"                                 per-producer sequence, from 1, no gaps
@@ -38,18 +38,6 @@ import orjson
 from common.errors import DecodeError, RejectedInputError
 
 SCHEMA_VERSION = "1"
-
-SOURCES = (
-    "gps_nmea",
-    "obd",
-    "dyno_udp",
-    "afr_serial",
-    "scales",
-    "file_import",
-    "jsonl",
-    "simulate",
-)
-"""Every source name; the same string is the CLI argument, settings section and ``src`` field."""
 
 MAX_NAME_LEN = 200
 """Longest device, producer, session or channel name accepted (characters)."""
@@ -90,7 +78,8 @@ class Quality(StrEnum):
 _QUALITY_OF = {q.value: q for q in Quality}
 _ZERO = timedelta(0)
 SOURCE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-"""The form of a source name. The writer checks the form, not membership of ``SOURCES``: a new
+"""The form of a source name. The writer checks the form, not membership of a list (the sources
+are listed by ``producers/registry.py``, which ``common`` and the writer do not import): a new
 producer deployed before the writer is upgraded must not lose its frames to the dead letters."""
 
 Value = float | str | None

@@ -20,7 +20,6 @@ the device nearest the host last) and an aux channel named A (default ``aux_1`` 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -30,8 +29,10 @@ from common.clock import Clock, SystemClock
 from common.errors import ParseError, SourceUnavailableError, unexpected
 from common.schema import Channel, Frame, Quality
 from common.settings import AfrSerialSettings, MtsAuxSettings, Settings
+from producers.device_name import device_from_url
 from producers.mts_consistency import MtsConsistency
 from producers.mts_words import FUNCTIONS, AuxWord, LambdaWord, check_lambda
+from producers.source_spec import SourceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +285,7 @@ class AfrSerialSource:
 
     def __init__(self, settings: AfrSerialSettings, clock: Clock | None = None) -> None:
         self.settings = settings
-        self.device = settings.device or "mts-" + (os.path.basename(settings.url.rstrip("/")) or "0")
+        self.device = settings.device or device_from_url(settings.url, "0", prefix="mts-")
         self.clock = clock or SystemClock()
         self._port: serial.SerialBase | None = None
         self._splitter = MtsSplitter()
@@ -361,3 +362,6 @@ class AfrSerialSource:
 
 def from_settings(s: Settings) -> AfrSerialSource:
     return AfrSerialSource(s.afr_serial)
+
+
+SPEC = SourceSpec("afr_serial", "afr_serial", from_settings, "Innovate MTS wideband AFR (LC-1, LC-2, DLG-1, LM-2)")

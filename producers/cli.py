@@ -1,77 +1,38 @@
 """``telemetry-produce <source>``: build settings, the source, the publisher; run the loop.
 
-SOURCES maps each source name to a factory; there is no plugin discovery. SIGTERM and
-SIGINT stop the loop cleanly (what was read is published first).
+The sources are those of ``producers/registry.py`` (typed specs, no plugin discovery, no
+import strings). SIGTERM and SIGINT stop the loop cleanly (what was read is published first).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import socket
 import sys
 import threading
-from collections.abc import Callable
-from types import SimpleNamespace
 
 from common.breaker import Breaker
-from common.errors import ConfigError, SpoolUnavailableError, TelemetryError
+from common.errors import SpoolUnavailableError, TelemetryError
 from common.http import PRODUCER_PORT, serve
 from common.process import settings_or_none, stop_on_signals
 from common.publish import check_producer_name, new_producer_id
 from common.redis_client import connect_redis
-from common.schema import Priority
 from common.settings import Settings
-from producers.base import ProducerStats, Source, run_producer
-from producers.metrics import MeteredPublisher, ProducerTelemetry, breakers_of
+from producers import registry
+from producers.base import ProducerStats, run_producer
+from producers.jsonl import JsonlSource
+from producers.metrics import MeteredPublisher, ProducerTelemetry
 from producers.spool import open_spool
 from producers.validate import RangeValidator
 
 logger = logging.getLogger(__name__)
 
 
-def _simulate(s: Settings) -> Source:
-    from producers.simulate import SimulateSource
-
-    try:
-        priority = Priority(s.simulate.priority)
-    except ValueError:
-        raise ConfigError(f"TELEMETRY_SIMULATE__PRIORITY: unknown priority {s.simulate.priority!r}") from None
-    return SimulateSource(s.simulate.devices, s.simulate.channels, s.simulate.rate_hz, s.simulate.count, priority)
-
-
-def _jsonl(s: Settings) -> Source:
-    from producers.jsonl import JsonlSource
-
-    return JsonlSource(s.jsonl.path, s.jsonl.follow, offset_file=s.jsonl.offset_file)
-
-
-def _lazy(module: str) -> Callable[[Settings], Source]:
-    """Factory importing ``producers.<module>`` only when that source is chosen."""
-
-    def factory(s: Settings) -> Source:
-        mod = importlib.import_module(f"producers.{module}")
-        return mod.from_settings(s)  # type: ignore[no-any-return]
-
-    return factory
-
-
-SOURCES: dict[str, Callable[[Settings], Source]] = {
-    "simulate": _simulate,
-    "jsonl": _jsonl,
-    "gps_nmea": _lazy("gps_nmea"),
-    "obd": _lazy("obd"),
-    "dyno_udp": _lazy("dyno_udp"),
-    "afr_serial": _lazy("afr_serial"),
-    "scales": _lazy("scales"),
-}
-
-
 def produce(source_name: str, settings: Settings, stop: threading.Event) -> ProducerStats:
     """Run one producer until ``stop``; the body of ``telemetry-produce``."""
     name = check_producer_name(settings.producer.name or f"{source_name}@{socket.gethostname()}")
-    source = SOURCES[source_name](settings)
+    source = registry.by_name()[source_name].factory(settings)
     publisher = MeteredPublisher(connect_redis(settings.redis), settings.redis.names, new_producer_id(name))
     ps = settings.producer
     stats = ProducerStats()
@@ -80,14 +41,13 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
     except SpoolUnavailableError as exc:
         logger.error("%s; running WITHOUT a spool: reading waits while Redis is down", exc)
         spool, stats.spool_available = None, False
-    if spool is not None and getattr(source, "offset_file", False) is None:
-        source.offset_file = spool.dir / "jsonl.offset"  # type: ignore[attr-defined]
+    if spool is not None and isinstance(source, JsonlSource) and source.offset_file is None:
+        source.offset_file = spool.dir / "jsonl.offset"
     device, redis = (
         Breaker(link, ps.breaker_failures, ps.breaker_open_s, ps.breaker_successes) for link in ("device", "redis")
     )
     logger.info("producer %s starting (source %s)", name, source_name)
-    holders = {"device": SimpleNamespace(breaker=device), "redis": SimpleNamespace(breaker=redis)}
-    telemetry = ProducerTelemetry(source_name, stats, publisher, breakers_of(**holders))
+    telemetry = ProducerTelemetry(source_name, stats, publisher)
     server = serve(settings.http, PRODUCER_PORT, telemetry.endpoints())
     try:
         run_producer(
@@ -119,9 +79,22 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
     return stats
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; its choices are the registry's names, read when it is built."""
+    specs = registry.by_name()
+    epilog = "sources:\n" + "\n".join(f"  {name:<12} {spec.summary}" for name, spec in specs.items())
+    parser = argparse.ArgumentParser(
+        prog="telemetry-produce",
+        description=__doc__,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", choices=list(specs), help="which source this process reads")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="telemetry-produce", description=__doc__)
-    parser.add_argument("source", choices=sorted(SOURCES), help="which source this process reads")
+    parser = build_parser()
     args = parser.parse_args(argv)
     settings = settings_or_none("telemetry-produce")
     if settings is None:

@@ -39,6 +39,8 @@ import orjson
 from common.clock import Clock, SystemClock
 from common.errors import DecodeError, ParseError, SourceUnavailableError
 from common.schema import MAX_NAME_LEN, MAX_RAW_LEN, MAX_UNIT_LEN, Channel, Frame, Priority, Quality, validate_frame
+from common.settings import Settings
+from producers.source_spec import SourceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -341,3 +343,11 @@ class JsonlSource:
         raw, self._skip_head = self._skip_head, b""
         msg = f"line {self.lineno}: {size} bytes, longer than {MAX_LINE}"
         return ParseError(msg, "too_long", line=self.lineno, raw=raw, size=size, file=self.path)
+
+
+def from_settings(s: Settings) -> JsonlSource:
+    """The source for ``telemetry-produce jsonl``, from the ``TELEMETRY_JSONL__*`` settings."""
+    return JsonlSource(s.jsonl.path, s.jsonl.follow, offset_file=s.jsonl.offset_file)
+
+
+SPEC = SourceSpec("jsonl", "jsonl", from_settings, "JSON lines from stdin, a file or a FIFO")

@@ -3,13 +3,13 @@
 ``MeteredPublisher`` counts frames read (stamped) and published per priority; the
 ``ProducerTelemetry`` collector turns those and the run loop's live ``ProducerStats`` into
 ``telemetry_producer_*`` families at scrape time, so the hot loop does no metric work beyond
-a dict increment. Spool and drop counters are read from ProducerStats when the spool adds
-them (``spooled``: priority -> n, ``dropped``: (reason, priority) -> n). No HTTP here.
+a dict increment. Spool and drop counters are read from ProducerStats (``spooled``:
+priority -> n, ``dropped``: (reason, priority) -> n). Breaker states come from
+the same stats (the loop copies them every turn), not from the breaker objects. No HTTP here.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -19,7 +19,7 @@ from prometheus_client.core import Metric
 from redis.exceptions import RedisError
 
 from common.http import Endpoints, Readiness, readiness
-from common.metrics import BreakerProbe, breaker_family, counter, gauge, new_registry, no_breakers
+from common.metrics import breaker_family, counter, gauge, new_registry
 from common.publish import Publisher
 from common.schema import Frame, Priority
 from producers.base import ProducerStats
@@ -52,36 +52,6 @@ class MeteredPublisher(Publisher):
         return sent
 
 
-def _labelled(value: object, arity: int) -> dict[tuple[str, ...], float]:
-    """Normalise a stats counter (int, {priority: n} or {(reason, priority): n}) to label tuples."""
-    if value is None:
-        return {}
-    if isinstance(value, int | float):
-        return {("all",) * arity: float(value)}
-    if not isinstance(value, Mapping):
-        return {}
-    out: dict[tuple[str, ...], float] = {}
-    for key, n in dict(value).items():
-        parts = tuple(str(k) for k in key) if isinstance(key, tuple) else (str(key),)
-        parts = (("all",) * arity + parts)[-arity:]
-        out[parts] = out.get(parts, 0.0) + float(n)
-    return out
-
-
-def breakers_of(**holders: object) -> BreakerProbe:
-    """A probe reading ``holder.breaker.state`` of each holder that has a breaker (link = keyword)."""
-
-    def probe() -> dict[str, str]:
-        states = {}
-        for link, holder in holders.items():
-            breaker = getattr(holder, "breaker", None)
-            if breaker is not None and hasattr(breaker, "state"):
-                states[link] = str(getattr(breaker.state, "value", breaker.state))
-        return states
-
-    return probe
-
-
 class ProducerTelemetry:
     """The collector and endpoints of one producer process (one source)."""
 
@@ -90,13 +60,11 @@ class ProducerTelemetry:
         source: str,
         stats: ProducerStats,
         publisher: MeteredPublisher,
-        breakers: BreakerProbe = no_breakers,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.source = source
         self.stats = stats
         self.publisher = publisher
-        self.breakers = breakers
         self.registry = registry or new_registry()
         self.registry.register(self)
 
@@ -107,13 +75,13 @@ class ProducerTelemetry:
             "producer_frames_published", "Frames XADDed to their priority stream.", self.publisher.published_by_priority
         )
         spooled = counter("producer_frames_spooled", "Frames written to the on-disk spool.", ["source", "priority"])
-        for (prio,), n in _labelled(getattr(s, "spooled", None), 1).items():
+        for prio, n in sorted(dict(s.spooled).items()):
             spooled.add_metric([src, prio], n)
         yield spooled
         dropped = counter(
             "producer_frames_dropped", "Frames dropped, by reason and priority.", ["source", "reason", "priority"]
         )
-        for (reason, prio), n in _labelled(getattr(s, "dropped", None), 2).items():
+        for (reason, prio), n in sorted(dict(s.dropped).items()):
             dropped.add_metric([src, reason, prio], n)
         yield dropped
         errors = counter("producer_parse_errors", "Device input that could not be parsed, by kind.", ["source", "kind"])
@@ -121,7 +89,7 @@ class ProducerTelemetry:
             errors.add_metric([src, kind], n)
         yield errors
         yield from self._link_families()
-        yield breaker_family(self._breaker_states())
+        yield breaker_family(self.breaker_states())
 
     def _link_families(self) -> Iterator[Metric]:
         s, src = self.stats, self.source
@@ -169,11 +137,9 @@ class ProducerTelemetry:
                 gauge,
             ),
         ):
-            extra = getattr(s, attr, None)  # spool fields (producers.spool); absent without one
-            if extra is not None:
-                spool_fam: Metric = make(name, doc, ["source"])
-                spool_fam.add_metric([src], float(extra))  # type: ignore[attr-defined]
-                yield spool_fam
+            spool_fam: Metric = make(name, doc, ["source"])
+            spool_fam.add_metric([src], float(getattr(s, attr)))  # type: ignore[attr-defined]
+            yield spool_fam
         connected = gauge("producer_device_connected", "1 while the device is open.", ["source"])
         connected.add_metric([src], 1.0 if s.connected else 0.0)
         yield connected
@@ -189,18 +155,13 @@ class ProducerTelemetry:
                 fam.add_metric([self.source, prio], snapshot[prio])
         return fam
 
-    def _breaker_states(self) -> Mapping[str, str]:
-        states = {
-            link: str(getattr(self.stats, f"{link}_breaker"))
-            for link in ("device", "redis")
-            if hasattr(self.stats, f"{link}_breaker")
-        }
-        with contextlib.suppress(Exception):  # a broken probe: the stats' own states still answer
-            states.update(self.breakers())
-        return states
+    def breaker_states(self) -> dict[str, str]:
+        """link -> state, as the run loop last copied it into the stats (every loop turn): the one
+        route of breaker states to /metrics and /readyz."""
+        return {"device": self.stats.device_breaker.value, "redis": self.stats.redis_breaker.value}
 
     def ready(self) -> Readiness:
-        r = readiness({"device_connected": self.stats.connected}, self.breakers)
+        r = readiness({"device_connected": self.stats.connected}, self.breaker_states)
         r.detail["publish_pending"] = len(self.publisher.pending)
         return r
 

@@ -2,10 +2,11 @@
 
 Pure part (top): python-OBD values (pint quantities, strings, DTC lists) -> Channels in the
 units of common/units.py, and the per-PID schedule. I/O part (bottom): ``ObdSource``.
-python-OBD is GPL-2.0-only: this is the only module that imports it (cli.py imports this module
-only when ``obd`` is chosen). Synchronous polling, not ``obd.Async``: on the ELM327 emulator both
-sustain the same rate within noise (1.2-1.8k queries/s), and only polling gives each PID its own
-interval and sees an unplugged adapter (the Async thread swallows it).
+python-OBD is GPL-2.0-only: this is the only module that imports it, and only when an ``ObdSource``
+is built (``python_obd()``), so importing this module for its ``SPEC`` does not load it.
+Synchronous polling, not ``obd.Async``: on the ELM327 emulator both sustain the same rate within
+noise (1.2-1.8k queries/s), and only polling gives each PID its own interval and sees an unplugged
+adapter (the Async thread swallows it).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import obd
-
 from common.clock import Clock, SystemClock
 from common.errors import ConfigError, ParseError, SourceUnavailableError, unexpected
 from common.schema import Channel, Frame, Priority, Quality
 from common.settings import Settings
+from producers.device_name import device_from_url
 from producers.obd_decoders import decode_dtcs, decode_vin, vin_check_digit_ok
+from producers.source_spec import SourceSpec
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +71,6 @@ CAN_PROTOCOLS = frozenset("6789A")
 def channel_name(command: str) -> str:
     """The channel a python-OBD command is published as (``RPM`` -> ``rpm``)."""
     return DTC_COMMANDS.get(command) or CHANNEL_NAMES.get(command) or command.lower()
-
-
-def default_device(url: str) -> str:
-    """Device name from a pyserial URL: ``/dev/obd0`` -> ``obd0``, ``socket://h:35000`` -> ``h:35000``."""
-    tail = url.split("://", 1)[-1].rstrip("/")
-    return tail.rsplit("/", 1)[-1] or "obd"
 
 
 def normalise_quantity(magnitude: float, unit: str) -> tuple[float, str]:
@@ -158,6 +153,13 @@ class PidSchedule:
         self.next_at = dict.fromkeys(self.intervals, 0.0)
 
 
+def python_obd() -> Any:
+    """The python-OBD module, imported on first use (an optional extra: ``pip install .[obd]``)."""
+    import obd
+
+    return obd
+
+
 Connect = Callable[[], Any]
 """Returns a connected ``obd.OBD`` (or anything with ``query``, ``status`` and ``close``)."""
 
@@ -179,11 +181,11 @@ class ObdSource:
         car_retry_s: float = 10.0,
         clock: Clock | None = None,
     ) -> None:
-        unknown = [p for p in pids if not obd.commands.has_name(p)]
+        unknown = [p for p in pids if not python_obd().commands.has_name(p)]
         if unknown:
             raise ConfigError(f"TELEMETRY_OBD__PIDS: unknown python-OBD commands {unknown}")
         self.connect = connect
-        self.commands = {p: obd.commands[p] for p in pids}
+        self.commands = {p: python_obd().commands[p] for p in pids}
         self.schedule = PidSchedule(pids)
         self.device = device
         self.car_retry_s = car_retry_s
@@ -206,12 +208,12 @@ class ObdSource:
     def open(self) -> None:
         self.close()
         conn = self.connect()
-        if conn.status() == obd.OBDStatus.NOT_CONNECTED:
+        if conn.status() == python_obd().OBDStatus.NOT_CONNECTED:
             conn.close()
             raise SourceUnavailableError(f"{self.device}: no ELM327 adapter answers")
         self._conn = conn
         self._lost = None
-        self._car = conn.status() == obd.OBDStatus.CAR_CONNECTED
+        self._car = conn.status() == python_obd().OBDStatus.CAR_CONNECTED
         self._can = str(conn.protocol_id()) in CAN_PROTOCOLS
         self._retry_car_at = self._now() + self.car_retry_s
         self._report_no_car = not self._car
@@ -262,7 +264,7 @@ class ObdSource:
         self._errors = []
         for command in due:
             response = self._conn.query(self.commands[command], force=True)
-            if self._conn.status() == obd.OBDStatus.NOT_CONNECTED:
+            if self._conn.status() == python_obd().OBDStatus.NOT_CONNECTED:
                 self._lost = f"{self.device}: adapter disconnected"  # raised by the next read()
                 break
             try:
@@ -323,7 +325,7 @@ class ObdSource:
 
     def _read_vin(self) -> None:
         """The VIN from the raw service 09 PID 02 answer (python-OBD's decoder trims it)."""
-        response = self._conn.query(obd.commands.VIN, force=True)
+        response = self._conn.query(python_obd().commands.VIN, force=True)
         payloads = [bytes(m.data) for m in response.messages if m.data]
         if not payloads:
             return  # no answer: nothing to say
@@ -344,6 +346,9 @@ def from_settings(s: Settings) -> ObdSource:
     cfg = s.obd
 
     def connect() -> Any:
-        return obd.OBD(cfg.url, baudrate=cfg.baudrate, protocol=cfg.protocol, fast=cfg.fast, timeout=2.0)
+        return python_obd().OBD(cfg.url, baudrate=cfg.baudrate, protocol=cfg.protocol, fast=cfg.fast, timeout=2.0)
 
-    return ObdSource(connect, cfg.pids, cfg.device or default_device(cfg.url), cfg.car_retry_s)
+    return ObdSource(connect, cfg.pids, cfg.device or device_from_url(cfg.url, "obd"), cfg.car_retry_s)
+
+
+SPEC = SourceSpec("obd", "obd", from_settings, "OBD-II PIDs from an ELM327 adapter (python-OBD, optional extra)")

@@ -11,8 +11,10 @@ import time
 from collections.abc import Sequence
 
 from common.clock import Clock, SystemClock
-from common.errors import ParseError
+from common.errors import ConfigError, ParseError
 from common.schema import Channel, Frame, Priority
+from common.settings import Settings
+from producers.source_spec import SourceSpec
 
 # (name, unit, centre, amplitude): the first channels look like an engine on a dyno.
 _PROFILE = [
@@ -111,3 +113,15 @@ class SimulateSource:
             frames.append(Frame("simulate", dev, now, now, mono, channels, priority=self.priority))
             self.emitted += 1
         return frames
+
+
+def from_settings(s: Settings) -> SimulateSource:
+    """The source for ``telemetry-produce simulate``, from the ``TELEMETRY_SIMULATE__*`` settings."""
+    try:
+        priority = Priority(s.simulate.priority)
+    except ValueError:
+        raise ConfigError(f"TELEMETRY_SIMULATE__PRIORITY: unknown priority {s.simulate.priority!r}") from None
+    return SimulateSource(s.simulate.devices, s.simulate.channels, s.simulate.rate_hz, s.simulate.count, priority)
+
+
+SPEC = SourceSpec("simulate", "simulate", from_settings, "synthetic devices for demos and benchmarks")

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from producers.file_import.mapping import ChannelSpec, ColumnMapping
+from common.import_request import ChannelSpec, ColumnMapping
 from runs.readings import Reading
 
 TIME, ELAPSED, DEVICE = "time_utc", "elapsed_s", "device"

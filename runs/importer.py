@@ -1,18 +1,21 @@
-"""A dyno export (or any CSV the file import reads) imported as a run of its own.
+"""A dyno export (or any CSV the file import reads) as a run of its own.
 
-The rows go through the existing import path (producers/file_import: ColumnMapping -> frames ->
-the bulk stream -> the writer), synchronously in this process; the run (origin ``import``, closed)
-spans the file's first to last row (+1 ms: runs are half-open). A CSV exported by
-``telemetry-admin run export`` is read back with its own mapping (runs/export.py). Once the writer has committed the
-rows (``wait_s``) the summary is computed from PostgreSQL like any run's. Importing the same file
-the same way again gives the same producer id (no duplicate readings) and the same run
-(start_key ``import:<content id>``).
+The rows take the ordinary import path: ``telemetry-admin run import`` enqueues the file-import job
+(rq, ``telemetry-import-worker``) with the mapping chosen here, waits for it, then
+``run_from_import`` waits until the writer group has acknowledged every bulk entry up to the
+stream's last ID (so every row is in PostgreSQL or dead-lettered) and creates the run (origin
+``import``, closed) over exactly what was stored for the import's producer id: its devices, first
+to last reading (+1 ms: runs are half-open). The summary is computed like any run's. Importing
+the same file the same way again gives the same producer id (no duplicate readings) and the same
+run (start_key ``import:<producer>``). A CSV exported by ``telemetry-admin run export`` is read
+back with its own mapping (runs/export.py).
 
 WinPEP 8 "Time Export" CSVs (shared/data/dyno/README.md) are recognised by their ``(DWRT CPU)``
 headers and read with ``WINPEP8_CHANNELS``: the measured (uncorrected) power and torque become
 ``Power`` and ``Torque`` (so the run's SAE J1349 figures are ours, from the ATMO channels), WinPEP's
 own corrected columns are kept as ``Power (WinPEP corrected)`` / ``Torque (WinPEP corrected)``;
-``Engine RPM`` is in thousands (unit ``krpm``). Units are those the README infers.
+``Engine RPM`` is in thousands (unit ``krpm``). Units are those the README infers. No file parsing
+here (the import job does it) and no rq calls (admin/run_cli.py makes them).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from typing import Any
 
 from redis import Redis
 
-from common.settings import Settings
-from producers.file_import.job import ImportOptions, ImportStats, content_id, iter_items, run_import
-from producers.file_import.mapping import ChannelSpec, ColumnMapping
+from common.import_request import ChannelSpec, ColumnMapping
+from common.schema import Priority
+from common.streams import StreamNames, parse_entry_id
 from runs import store
 from runs.export import is_export, reimport_mapping
+from writer.trim import safe_trim_point
 
 WINPEP8_CHANNELS: dict[str, tuple[str, str]] = {
     "(DWRT CPU) Engine RPM": ("Engine RPM", "krpm"),
@@ -73,57 +77,46 @@ def mapping_for(path: Path, start: datetime | None, device: str, given: ColumnMa
     )  # fmt: skip
 
 
-def file_span(path: Path, mapping: ColumnMapping) -> tuple[datetime, datetime, list[str], int]:
-    """First and last row time, devices and readings the import will publish (good rows only)."""
-    stats = ImportStats(path.stat().st_size, "span")
-    first = last = None
-    devices: set[str] = set()
-    readings = 0
-    for item in iter_items(path, mapping, stats):
-        if isinstance(item, Exception):
-            continue
-        first = item.observed_at if first is None else min(first, item.observed_at)
-        last = item.observed_at if last is None else max(last, item.observed_at)
-        devices.add(item.device)
-        readings += len(item.channels)
-    if first is None or last is None:
-        raise store.RunError(f"{path}: no row could be read")
-    return first, last, sorted(devices), readings
+def writer_caught_up(redis: Redis, names: StreamNames, upto: tuple[int, int]) -> bool:
+    """Whether the writer group has acknowledged every bulk entry up to ``upto`` (ms, seq)."""
+    point = safe_trim_point(redis, names.stream(Priority.BULK), names.group)
+    return point is not None and parse_entry_id(point) > upto
 
 
-def import_run(
-    settings: Settings,
-    redis: Redis,
+def run_from_import(
     conn: store.Conn,
-    path: Path,
-    start: datetime | None,
-    name: str | None = None,
+    redis: Redis,
+    names: StreamNames,
+    producer: str,
+    name: str,
     kind: str = "dyno",
     metadata: dict[str, Any] | None = None,
-    given: ColumnMapping | None = None,
     wait_s: float = 120.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> store.Run:
-    """Publish ``path``'s rows, create its run, and summarise it once the writer has them all (its
-    ``summary`` stays None if that takes longer than ``wait_s``)."""
-    mapping = mapping_for(path, start, path.stem, given)
-    first, last, devices, readings = file_span(path, mapping)
-    f = settings.file_import
-    options = ImportOptions(
-        namespace=settings.redis.namespace, chunk_rows=f.chunk_rows, max_backlog=f.max_backlog,
-        max_rows_per_s=f.max_rows_per_s, bad_rows_kept=f.bad_rows_kept, mapping=mapping,
-        ranges=dict(settings.producer.ranges),
-    )  # fmt: skip
-    result = run_import(redis, path, options)
-    meta = {"file": path.name, "import": {k: result[k] for k in ("producer", "rows", "frames", "bad_rows")}}
-    run = store.create_run(
-        conn, name or path.stem, devices, first, kind, meta | (metadata or {}), "import",
-        ended_at=last + timedelta(milliseconds=1), start_key=f"import:{content_id(path, mapping)}",
-    )  # fmt: skip
+    """The run of a finished import (its producer id), summarised, once the writer has every row.
+
+    RunError when the writer is not done within ``wait_s`` (run the same command again later: it
+    gives the same run) or when nothing of the import was stored.
+    """
+    info: Any = redis.xinfo_stream(names.stream(Priority.BULK))
+    upto = parse_entry_id(info["last-generated-id"])
     deadline = time.monotonic() + wait_s
-    while len(store.readings_of(conn, run)) < readings:
+    while not writer_caught_up(redis, names, upto):
         if time.monotonic() > deadline:
-            return run
+            raise store.RunError(f"the writer has not committed the import within {wait_s:g} s: run it again later")
         sleep(0.2)
-    store.summarise_run(conn, run)
+    row = conn.execute(
+        "SELECT min(observed_at), max(observed_at), array_agg(DISTINCT device ORDER BY device) FROM readings"
+        " WHERE producer = %s",
+        [producer],
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise store.RunError(f"nothing of import {producer} is in PostgreSQL (every row bad?)")
+    run = store.create_run(
+        conn, name, list(row[2]), row[0], kind, metadata or {}, "import",
+        ended_at=row[1] + timedelta(milliseconds=1), start_key=f"import:{producer}",
+    )  # fmt: skip
+    if run.summary is None:
+        store.summarise_run(conn, run)
     return store.get_run(conn, run.id)

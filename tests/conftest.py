@@ -102,7 +102,7 @@ def redis(redis_url: str, namespace: str) -> Iterator[Redis]:
 @pytest.fixture
 def pg_schema(pg_dsn: str, namespace: str) -> Iterator[str]:
     """A fresh PostgreSQL schema with the migrations applied; dropped afterwards."""
-    from writer.migrate import migrate
+    from admin.migrate import migrate
 
     schema = namespace
     with psycopg.connect(pg_dsn, autocommit=True) as conn:

@@ -34,8 +34,9 @@ from common.errors import ParseError, SourceUnavailableError
 from common.schema import Frame
 from common.settings import JetDriveAlias, Settings
 from producers.dyno_udp.decoder import TIME_SOURCE, JetDriveDecoder
+from producers.source_spec import SourceSpec
 
-__all__ = ["TIME_SOURCE", "DynoUdpSource", "JetDriveDecoder", "from_settings", "open_socket"]
+__all__ = ["SPEC", "TIME_SOURCE", "DynoUdpSource", "JetDriveDecoder", "from_settings", "open_socket"]
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +163,6 @@ def from_settings(s: Settings) -> DynoUdpSource:
         hold_ms=int(d.hold_s * 1000),
         aliases=d.aliases,
     )
+
+
+SPEC = SourceSpec("dyno_udp", "dyno_udp", from_settings, "Dynojet JetDrive (KLHDV over UDP multicast)")

@@ -15,34 +15,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from common.backoff import Backoff
 from common.errors import ConfigError, DecodeError, ParseError
+from common.import_request import ImportOptions
 from common.publish import Publisher
 from common.schema import MAX_NAME_LEN, MAX_RAW_LEN, Frame, Priority, Rejection, validate_frame
-from common.settings import RangeSpec
 from common.streams import StreamNames
 from producers.file_import.mapping import ColumnMapping, Plan, plan, sniff_delimiter
 from producers.jsonl import MAX_LINE, parse_line
 from producers.validate import RangeValidator
 
 PROGRESS_INTERVAL_S = 0.5
-
-
-class ImportOptions(BaseModel):
-    """Everything the job needs (JSON in the rq job: no secrets, no settings lookup in the worker)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    namespace: str
-    chunk_rows: int = 1000
-    max_backlog: int = 200_000
-    max_rows_per_s: float = 0.0
-    bad_rows_kept: int = 100
-    mapping: ColumnMapping = ColumnMapping()
-    ranges: dict[str, RangeSpec] = {}
 
 
 @dataclass

@@ -21,51 +21,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict
-
 from common.errors import ParseError
+from common.import_request import ChannelSpec, ColumnMapping, TimeFormat
 from common.schema import MAX_NAME_LEN, Channel, Frame, Priority, Quality
 
-TimeFormat = Literal["auto", "iso", "epoch_s", "epoch_ms", "elapsed_s", "elapsed_ms"] | str
-
-
-class ChannelSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str | None = None
-    """Channel name; default the header text without its unit."""
-    unit: str | None = None
-    """Unit name (common/units.py spelling); default the unit found in the header."""
-
-
-class ColumnMapping(BaseModel):
-    """How to read a CSV file. Every field has a default, so ``ColumnMapping()`` imports most files."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    profile: Literal["auto", "generic", "powervision", "winpep8", "jsonl"] = "auto"
-    delimiter: str | None = None
-    """Field separator; default the most frequent of , ; TAB in the header line."""
-    skip_lines: int = 0
-    """Lines before the header row (title lines of some exports)."""
-    time_column: str | None = None
-    """Default: the first header named like time/timestamp/date."""
-    time_format: TimeFormat = "auto"
-    """iso | epoch_s | epoch_ms | elapsed_s | elapsed_ms | a strptime pattern ("%d/%m/%Y %H:%M:%S");
-    auto decides from the first value (ISO text, epoch s or ms by magnitude, else elapsed s)."""
-    timezone: str = "UTC"
-    """Zone of times written without an offset."""
-    start_time: datetime | None = None
-    """Origin of elapsed times (required with them: an import's times come only from the file and the
-    mapping, so importing it again gives the same rows); also the time of JSONL lines without one."""
-    device_column: str | None = None
-    device: str | None = None
-    """Fixed device name when there is no device column; default the file name without extension."""
-    channels: dict[str, ChannelSpec] | None = None
-    """Columns to import (header -> spec); default every column but time and device."""
-    session: str | None = None
-
+__all__ = ["ChannelSpec", "ColumnMapping", "Plan", "TimeFormat", "detect_profile", "parse_time", "plan", "split_unit"]
 
 # Header text (lower case, unit removed) -> (channel name, default unit). Assumed, see module docstring.
 PROFILES: dict[str, dict[str, tuple[str, str]]] = {

@@ -24,13 +24,14 @@ from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 from rq.worker import BaseWorker, WorkerStatus
 
+from common.import_request import IMPORT_JOB
 from common.process import settings_or_none
 from common.queue import JOB_SERIALIZER, get_queue
 from common.redis_client import connect_redis
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_JOBS = frozenset({"producers.file_import.job.import_file"})
+ALLOWED_JOBS = frozenset({IMPORT_JOB})
 """Dotted names of the only callables this worker runs."""
 
 

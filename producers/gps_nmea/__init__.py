@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from common.settings import Settings
 from producers.gps_nmea.source import GpsNmeaSource, NmeaDecoder
+from producers.source_spec import SourceSpec
 
-__all__ = ["GpsNmeaSource", "NmeaDecoder", "from_settings"]
+__all__ = ["SPEC", "GpsNmeaSource", "NmeaDecoder", "from_settings"]
 
 
 def from_settings(s: Settings) -> GpsNmeaSource:
@@ -31,3 +32,6 @@ def from_settings(s: Settings) -> GpsNmeaSource:
         min_date=g.min_date,
         epoch_idle_s=g.epoch_idle_s,
     )
+
+
+SPEC = SourceSpec("gps_nmea", "gps_nmea", from_settings, "NMEA 0183 GPS receivers on any pyserial URL")

@@ -18,6 +18,7 @@ import serial
 from common.clock import Clock, SystemClock
 from common.errors import ParseError, SourceUnavailableError
 from common.schema import Frame
+from producers.device_name import device_from_url
 from producers.gps_nmea.epochs import DEFAULT_MIN_DATE, EpochAssembler
 from producers.gps_nmea.framing import MAX_LINE, LineSplitter
 from producers.gps_nmea.sentences import Update, parse_sentence
@@ -122,7 +123,7 @@ class GpsNmeaSource:
     ) -> None:
         self.url = url
         self.baudrate = baudrate
-        self.device = device or url.rstrip("/").rsplit("/", 1)[-1] or "gps"
+        self.device = device or device_from_url(url, "gps")
         self.clock = clock or SystemClock()
         self.epoch_idle_ns = int(epoch_idle_s * 1e9)
         self.decoder = NmeaDecoder(self.device, strict_checksum, min_date)

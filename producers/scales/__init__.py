@@ -23,9 +23,11 @@ from producers.scales.formats import (
     to_frame,
 )
 from producers.scales.source import ScalesSource
+from producers.source_spec import SourceSpec
 
 __all__ = [
     "LINE_FORMATS",
+    "SPEC",
     "LineFormat",
     "LineFramer",
     "ScaleConfig",
@@ -45,3 +47,6 @@ __all__ = [
 def from_settings(s: Settings) -> ScalesSource:
     """The source for ``telemetry-produce scales``; ConfigError if the config file is wrong."""
     return ScalesSource(load_config(s.scales.config), s.scales.open_workers, s.scales.reconnect_max_s)
+
+
+SPEC = SourceSpec("scales", "scales", from_settings, "industrial scales, many per process (Toledo, ASCII print)")

@@ -44,7 +44,7 @@ class PrivatePg:
 
 @pytest.fixture
 def private_pg(settings: Settings, pg_server_factory: Callable[..., PgServer]) -> PrivatePg:
-    from writer.migrate import migrate
+    from admin.migrate import migrate
 
     server = pg_server_factory()
     with psycopg.connect(server.dsn, autocommit=True) as conn:

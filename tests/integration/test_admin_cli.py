@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def admin(settings: Settings, *args: str, ok: bool = True) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "writer.admin", *args],
+        [sys.executable, "-m", "admin.cli", *args],
         env=env_for(settings),
         cwd=REPO,
         capture_output=True,
@@ -35,7 +35,7 @@ def test_migrate_is_idempotent(settings: Settings) -> None:
     out = admin(settings, "migrate")
     assert "applied nothing (up to date)" in out
     assert "applied nothing (up to date)" in admin(settings, "migrate")
-    from writer.migrate import migration_files
+    from admin.migrate import migration_files
 
     assert pg_query(settings, "SELECT count(*) FROM schema_migrations")[0][0] == len(migration_files()) >= 2
     # the retention the writer role may act within (migration 006), from TELEMETRY_WRITER__RETENTION_DAYS
@@ -76,7 +76,7 @@ def test_bad_config_names_the_variable(settings: Settings) -> None:
     env = env_for(settings)
     env["TELEMETRY_WRITER__BATCH_MAX_ROWS"] = "many"
     proc = subprocess.run(
-        [sys.executable, "-m", "writer.admin", "streams"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "admin.cli", "streams"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2
     assert "TELEMETRY_WRITER__BATCH_MAX_ROWS" in proc.stderr
@@ -87,7 +87,7 @@ def one_line_error(settings: Settings, *args: str, env: dict[str, str] | None = 
     full_env = env_for(settings)
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "writer.admin", *args],
+        [sys.executable, "-m", "admin.cli", *args],
         env=full_env,
         cwd=REPO,
         capture_output=True,

@@ -21,7 +21,7 @@ from writer.pg_copy import write_frames
 try:  # the optional extra `archive`; tests/run.sh installs it, so CI never skips these
     import pyarrow.parquet as pq
 
-    from writer import archive
+    from admin import archive
 except ImportError as exc:
     if IN_CI:
         raise
@@ -53,7 +53,7 @@ def _frames(day_start: datetime, n: int, producer: str) -> list[Frame]:
 def _admin(settings: Settings, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = env_for(settings) | {"TELEMETRY_ARCHIVE__DIR": str(directory), "TELEMETRY_ARCHIVE__HOT_DAYS": "2"}
     return subprocess.run(
-        [sys.executable, "-m", "writer.admin", "archive", *args],
+        [sys.executable, "-m", "admin.cli", "archive", *args],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
@@ -115,7 +115,7 @@ def test_the_drop_refuses_a_day_that_changed_after_its_file_was_written(settings
 
 def test_export_needs_the_archive_directory(settings: Settings) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "writer.admin", "archive", "list"],
+        [sys.executable, "-m", "admin.cli", "archive", "list"],
         env=env_for(settings), cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 2 and "TELEMETRY_ARCHIVE__DIR" in proc.stderr

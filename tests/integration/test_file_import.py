@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from admin.imports import enqueue_import, watch_import
 from common.queue import fetch_job, get_queue
 from common.schema import Priority
 from common.settings import FileImportSettings, Settings
-from producers.file_import import enqueue_import, watch_import
 from producers.file_import.mapping import ColumnMapping
 from producers.file_import.worker import build_worker
 from tests.conftest import REPO

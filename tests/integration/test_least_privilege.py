@@ -25,18 +25,18 @@ from redis.exceptions import NoPermissionError, ResponseError
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from admin.imports import enqueue_import
+from admin.migrate import migrate
 from common.publish import Publisher, new_producer_id
 from common.redis_client import connect_redis
 from common.schema import Priority
 from common.settings import FileImportSettings, Settings
-from producers.file_import import enqueue_import
 from producers.file_import.mapping import ColumnMapping
 from tests.conftest import REPO
 from tests.helpers import pg_query, remove_rq_keys, running_writer, wait_for
 from tests.integration.pipeline import frame
 from tests.integration.test_redis_acl import acl_redis, client
 from writer import deadletter
-from writer.migrate import migrate
 from writer.stream_ids import ids_ahead, repair
 from writer.stream_status import stream_status
 from writer.trim import unread_deletions
@@ -139,7 +139,7 @@ def test_a_forged_max_id_is_detected_by_the_writer_and_repaired_by_the_admin(
         # The one-command repair, as the admin user.
         env = user_env(server, folder, "admin", names.namespace)
         fixed = subprocess.run(
-            [sys.executable, "-m", "writer.admin", "streams", "repair"],
+            [sys.executable, "-m", "admin.cli", "streams", "repair"],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert fixed.returncode == 0, fixed.stderr
@@ -238,7 +238,7 @@ def test_a_forged_dead_letter_is_refused_at_replay(settings: Settings, acl_redis
     (_genuine, _), (forged, _) = deadletter.list_dead(admin, names)
     env = user_env(server, folder, "admin", names.namespace, TELEMETRY_WRITER__DEADLETTER_KEY_FILE=str(keyfile))
     run = subprocess.run(
-        [sys.executable, "-m", "writer.admin", "deadletter", "replay", "--all"],
+        [sys.executable, "-m", "admin.cli", "deadletter", "replay", "--all"],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert run.returncode == 1, run.stdout + run.stderr

@@ -37,6 +37,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rich.console import Console
 
+from admin.migrate import migrate
+from admin.status import LazyPg, add_rates, render, sample
 from common.http import OpsServer
 from common.publish import Publisher
 from common.schema import Channel, Frame, Priority, Quality
@@ -47,10 +49,8 @@ from producers.validate import RangeValidator
 from tests.conftest import REPO, env_for, settings_for
 from tests.helpers import count_readings, wait_for
 from writer.metrics import WriterTelemetry
-from writer.migrate import migrate
 from writer.pg import connect_pg
 from writer.replica import run_writer
-from writer.status import LazyPg, add_rates, render, sample
 
 pytestmark = pytest.mark.integration
 

@@ -14,12 +14,12 @@ from prometheus_client import generate_latest
 from psycopg import sql
 from redis import Redis
 
+from admin.cli import main as admin_main
 from common.schema import Frame
 from common.settings import Settings
 from tests.conftest import settings_for
 from tests.helpers import ShiftedClock, count_readings, pg_query, running_writer, wait_for
 from tests.integration.pipeline import frame, publish
-from writer.admin import main as admin_main
 from writer.metrics import WriterTelemetry
 from writer.partitions import ensure_partitions, list_partitions, maintain, partition_days
 from writer.pg import connect_pg

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from admin.migrate import migrate
 from common.schema import Channel, Frame, Quality
 from common.settings import Settings
 from tests.helpers import pg_query, wait_for
-from writer.migrate import migrate
 from writer.partitions import ensure_partitions
 from writer.pg import connect_pg
 from writer.pg_copy import write_frames

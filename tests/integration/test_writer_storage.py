@@ -15,6 +15,7 @@ from psycopg import conninfo, sql
 from psycopg.pq import TransactionStatus
 from redis import Redis
 
+from admin.migrate import migrate
 from common.publish import Publisher, new_producer_id
 from common.schema import Priority
 from common.settings import Settings
@@ -22,7 +23,6 @@ from tests.conftest import settings_for
 from tests.helpers import count_readings, pg_query, running_writer, wait_for
 from tests.integration.pipeline import frame, publish
 from writer import deadletter
-from writer.migrate import migrate
 from writer.partitions import ensure_partitions, maintain
 from writer.pg import connect_pg
 from writer.pg_copy import write_frames

@@ -18,7 +18,7 @@ import yaml
 from common.http import PRODUCER_PORT, WRITER_PORT
 from common.settings import env_names
 from common.settings_doc import env_example
-from producers.cli import SOURCES
+from producers.registry import by_name
 from tests.conftest import REPO, unavailable
 
 HARDWARE = {"gps_nmea": "gps", "obd": "obd", "dyno_udp": "dyno", "afr_serial": "afr", "scales": "scales"}
@@ -81,7 +81,7 @@ def test_compose_environment_uses_only_real_settings_and_ports() -> None:
             assert int(env["TELEMETRY_HTTP__PORT"]) == WRITER_PORT
         elif name.startswith("producer-") and name != "producer-dyno_udp":
             assert int(env["TELEMETRY_HTTP__PORT"]) == PRODUCER_PORT
-            assert name.removeprefix("producer-") in SOURCES
+            assert name.removeprefix("producer-") in by_name()
 
 
 def test_prometheus_scrapes_the_compose_services() -> None:

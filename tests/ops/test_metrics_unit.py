@@ -16,15 +16,17 @@ from urllib.error import HTTPError
 
 import fakeredis
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from common.breaker import BreakerState
 from common.http import Endpoints, OpsServer, readiness, serve
 from common.metrics import OpSummary, breaker_state_name, new_registry, percentile
 from common.schema import Channel, Frame, Priority, Quality
 from common.settings import HttpSettings
 from common.streams import StreamNames
 from producers.base import ProducerStats
-from producers.metrics import MeteredPublisher, ProducerTelemetry, _labelled
+from producers.metrics import MeteredPublisher, ProducerTelemetry
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -81,11 +83,17 @@ def test_readiness_needs_connections_and_closed_breakers() -> None:
     ]
 
 
-def test_labelled_accepts_the_spool_counter_shapes() -> None:
-    assert _labelled(None, 2) == {}
-    assert _labelled(Counter({"normal": 3}), 1) == {("normal",): 3.0}
-    assert _labelled(Counter({("spool_full", "bulk"): 2}), 2) == {("spool_full", "bulk"): 2.0}
-    assert _labelled(5, 1) == {("all",): 5.0}
+def test_spool_and_drop_counters_of_the_stats_reach_metrics() -> None:
+    """The collector reads ProducerStats' own fields (no adapter, no fallback for absent ones)."""
+    stats = ProducerStats(spooled=Counter({"normal": 3}), dropped=Counter({("spool_full", "bulk"): 2}))
+    stats.spool_records, stats.spool_available = 3, False
+    telemetry = ProducerTelemetry("simulate", stats, MeteredPublisher(fakeredis.FakeRedis(), StreamNames("u"), "p/1"))
+    got = samples(generate_latest(telemetry.registry).decode())
+    src = ("source", "simulate")
+    assert got[("telemetry_producer_frames_spooled_total", (("priority", "normal"), src))] == 3
+    assert got[("telemetry_producer_frames_dropped_total", (("priority", "bulk"), ("reason", "spool_full"), src))] == 2
+    assert got[("telemetry_producer_spool_records", (src,))] == 3
+    assert got[("telemetry_producer_spool_available", (src,))] == 0
 
 
 def _frame(priority: Priority, n: int) -> Frame:
@@ -100,7 +108,7 @@ def test_producer_metrics_count_by_priority_and_endpoint_answers() -> None:
     publisher = MeteredPublisher(redis, StreamNames("unit"), "simulate@test/1")
     stats = ProducerStats(connected=True)
     stats.parse_errors.update({"checksum": 2, "json": 1})
-    telemetry = ProducerTelemetry("simulate", stats, publisher, breakers=lambda: {"device": "closed"})
+    telemetry = ProducerTelemetry("simulate", stats, publisher)
     publisher.stamp([_frame(Priority.NORMAL, i) for i in range(7)] + [_frame(Priority.CRITICAL, 9)])
     assert publisher.send() == 8
     publisher.stamp([_frame(Priority.BULK, 10)])  # read, not yet sent
@@ -126,7 +134,15 @@ def test_producer_metrics_count_by_priority_and_endpoint_answers() -> None:
         assert status == 503 and json.loads(body)["checks"] == {
             "device_connected": False,
             "breaker_device_closed": True,
+            "breaker_redis_closed": True,
         }
+        # breaker states reach /metrics and /readyz by one route: the stats the run loop updates
+        stats.connected, stats.redis_breaker = True, BreakerState.OPEN
+        status, body = _get(base + "/readyz")
+        assert status == 503 and json.loads(body)["checks"]["breaker_redis_closed"] is False
+        assert samples(_get(base + "/metrics")[1].decode())[("telemetry_breaker_state", (("link", "redis"),))] == 2
+        stats.redis_breaker = BreakerState.HALF_OPEN
+        assert samples(_get(base + "/metrics")[1].decode())[("telemetry_breaker_state", (("link", "redis"),))] == 1
         status, body = _get(base + "/nope")
         assert status == 404 and json.loads(body)["paths"] == ["/metrics", "/healthz", "/readyz"]  # no /summary here
     finally:

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from writer.status import render
+from admin.status import render
 
 HOSTILE = ["pump[/x]/1", "[link=https://evil.example]click[/link]", "[bold red]fake alarm", "esc\x1b[2Jcleared"]
 

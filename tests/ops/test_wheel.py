@@ -78,7 +78,9 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_the_pipeline(
     assert migrations == sorted(f"writer/migrations/{p.name}" for p in (REPO / "writer" / "migrations").glob("*.sql"))
 
     run(["bash", str(src / "deploy" / "wheels.sh"), "install", str(wheels)], cwd=work, env=env)
-    where = run([str(py), "-c", "import writer, producers, common; print(writer.__file__)"], cwd=work, env=env)
+    where = run(
+        [str(py), "-c", "import writer, producers, common, admin.cli; print(writer.__file__)"], cwd=work, env=env
+    )
     assert where.strip().startswith(str(home)), where
     assert not list((home / "lib").rglob("__editable__*")), "installed editable"
 

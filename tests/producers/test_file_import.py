@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import fakeredis
 import pytest
 
+from admin.imports import render_progress
 from common.errors import ConfigError, ParseError
 from common.schema import Frame, Priority, Quality, decode
-from producers.file_import import render_progress
 from producers.file_import.job import ImportOptions, ImportStats, iter_items, run_import
 from producers.file_import.mapping import ChannelSpec, ColumnMapping, detect_profile, parse_time, split_unit
 

@@ -19,13 +19,13 @@ from common.schema import Channel, Frame, Priority, Quality
 from common.settings import DEFAULT_OBD_PIDS, DEFAULT_RANGES, ObdSettings, Settings
 from common.units import convert
 from producers import obd as obd_source
+from producers.device_name import device_from_url
 from producers.obd import (
     UNITS,
     ObdSource,
     PidSchedule,
     channel_name,
     decode_value,
-    default_device,
     dtc_channels,
     from_settings,
     no_data_channels,
@@ -34,7 +34,7 @@ from producers.obd import (
 from producers.obd_decoders import decode_dtc, decode_dtcs, decode_vin, vin_check_digit_ok
 from producers.validate import RangeValidator
 
-python_obd: Any = obd_source.obd  # type: ignore[attr-defined]  # the GPL library, only via the producer
+python_obd: Any = obd_source.python_obd()  # the GPL library, only via the producer
 Status = python_obd.OBDStatus
 
 
@@ -146,9 +146,13 @@ def test_iat_in_celsius_is_range_checked_in_fahrenheit() -> None:
 
 
 def test_default_device() -> None:
-    assert default_device("/dev/obd0") == "obd0"
-    assert default_device("socket://127.0.0.1:35000") == "127.0.0.1:35000"
-    assert default_device("loop://") == "obd"
+    """One rule for every serial source (producers/device_name.py): the URL's last path part."""
+    assert device_from_url("/dev/obd0", "obd") == "obd0"
+    assert device_from_url("socket://127.0.0.1:35000", "obd") == "127.0.0.1:35000"
+    assert device_from_url("rfc2217://10.0.0.5:4000/", "gps") == "10.0.0.5:4000"
+    assert device_from_url("loop://", "obd") == "obd"
+    assert device_from_url("loop://", "0", prefix="mts-") == "mts-0"
+    assert device_from_url("/dev/ttyUSB1", "0", prefix="mts-") == "mts-ttyUSB1"
 
 
 def test_schedule_gives_each_pid_its_interval_without_catch_up_bursts() -> None:

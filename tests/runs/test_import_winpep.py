@@ -15,18 +15,18 @@ from redis import Redis
 from common.settings import Settings
 from runs.sae import Ambient, correction_factor
 from tests.helpers import running_writer
-from tests.integration.test_admin_cli import admin
 from tests.runs import winpep_reference as ref
+from tests.runs.helpers import admin, import_worker, with_queue
 
 pytestmark = pytest.mark.integration
 FILES = ("winpep8_wrl_RunFile_40.csv", "winpep8_wrl_RunFile_86.csv", "winpep8_wrl_RunFile_96.csv")
 CPU, ATMO = "(DWRT CPU) ", "(DWRT ATMO) "
 
 
-def import_all(settings: Settings, shared_data: Path) -> list[dict[str, object]]:
+def import_all(settings: Settings, redis: Redis, shared_data: Path) -> list[dict[str, object]]:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     shown = []
-    with running_writer(settings):
+    with running_writer(settings), import_worker(settings, redis):
         for i, name in enumerate(FILES):
             at = (start + timedelta(minutes=5 * i)).isoformat()
             out = admin(settings, "run", "import", str(shared_data / "dyno" / name), "--start", at,
@@ -37,7 +37,8 @@ def import_all(settings: Settings, shared_data: Path) -> list[dict[str, object]]
 
 
 def test_winpep_runs_imported_with_independent_summaries(settings: Settings, redis: Redis, shared_data: Path) -> None:
-    runs = import_all(settings, shared_data)
+    settings = with_queue(settings)
+    runs = import_all(settings, redis, shared_data)
     assert [r["name"] for r in runs] == ["wrl", "wrl 2", "wrl 3"]
     for run, name in zip(runs, FILES, strict=True):
         cols = ref.columns(shared_data / "dyno" / name)

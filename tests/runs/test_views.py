@@ -19,15 +19,15 @@ from common.settings import Settings
 from tests.conftest import settings_for
 from tests.helpers import count_readings, pg_query, running_writer, wait_for
 from tests.integration.pipeline import publish
-from tests.integration.test_admin_cli import admin
 from tests.runs import winpep_reference as ref
+from tests.runs.helpers import admin, import_worker, with_queue
 
 pytestmark = pytest.mark.integration
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
-def _import(settings: Settings, shared_data: Path, *numbers: int) -> None:
-    with running_writer(settings):
+def _import(settings: Settings, redis: Redis, shared_data: Path, *numbers: int) -> None:
+    with running_writer(settings), import_worker(settings, redis):
         for i, n in enumerate(numbers):
             at = (START + timedelta(minutes=5 * i)).isoformat()
             admin(settings, "run", "import", str(shared_data / "dyno" / f"winpep8_wrl_RunFile_{n}.csv"),
@@ -42,7 +42,8 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_compare_and_plot_two_real_runs(settings: Settings, redis: Redis, shared_data: Path, tmp_path: Path) -> None:
-    _import(settings, shared_data, 86, 96)
+    settings = with_queue(settings)
+    _import(settings, redis, shared_data, 86, 96)
     out = json.loads(admin(settings, "run", "compare", "RunFile_86", "RunFile_96", "--json"))
     c86 = ref.columns(shared_data / "dyno" / "winpep8_wrl_RunFile_86.csv")
     c96 = ref.columns(shared_data / "dyno" / "winpep8_wrl_RunFile_96.csv")
@@ -68,12 +69,12 @@ def test_compare_and_plot_two_real_runs(settings: Settings, redis: Redis, shared
 @pytest.fixture
 def other(redis_url: str, pg_dsn: str) -> Iterator[Settings]:
     """A second deployment (Redis namespace and PostgreSQL schema) to re-import into."""
-    from writer.migrate import migrate
+    from admin.migrate import migrate
 
     ns = "t" + uuid.uuid4().hex[:10]
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         migrate(conn, ns)
-    yield settings_for(redis_url, pg_dsn, ns, ns)
+    yield with_queue(settings_for(redis_url, pg_dsn, ns, ns))
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(ns)))
     client = Redis.from_url(redis_url)
@@ -122,7 +123,7 @@ def test_export_reimport_round_trip(settings: Settings, redis: Redis, other: Set
     assert table.num_rows == 20 and json.loads(table.schema.metadata[b"run"])["name"] == "rt"
     assert table.column("Engine RPM [rpm]").to_pylist()[3] == 2000.0 + 123.456789 * 3
     # re-import the CSV into the other deployment: the same good readings, as a run of its own
-    with running_writer(other):
+    with running_writer(other), import_worker(other, redis):
         out = admin(other, "run", "import", str(csv_file), "--name", "rt", "--kind", "run")
     assert "20 frames" in out
     assert sorted(pg_query(other, GOOD)) == sorted(pg_query(settings, GOOD)) and len(pg_query(other, GOOD)) == 79

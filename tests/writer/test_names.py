@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from admin.migrate import MIGRATIONS
 from common.schema import Channel, Frame, Quality
-from writer.migrate import MIGRATIONS
 from writer.names import NameIds, layout_of
 from writer.pg_copy import QUALITY_CODES
 

@@ -1,5 +1,10 @@
 """``telemetry-admin``: migrations, partitions, stream status, dead letters, imports.
 
+The operator's command line (package ``admin``); it may import ``writer`` and ``common``, never
+``producers`` (``python -m admin.layers`` checks). The write path's own modules it drives
+(``writer.deadletter``, ``writer.partitions``, ``writer.stream_ids``, ``writer.stream_status``)
+stay in ``writer/`` because the writer uses them at run time.
+
 telemetry-admin migrate
 telemetry-admin partitions create FIRST_DAY [LAST_DAY]
 telemetry-admin retention accept-clock         # after checking the clock: let retention run again
@@ -36,7 +41,7 @@ from writer.stream_status import stream_status
 
 
 def _migrate(s: Settings, _args: argparse.Namespace) -> int:
-    from writer.migrate import migrate
+    from admin.migrate import migrate
     from writer.partitions import maintain
     from writer.pg import connect_pg
 
@@ -83,7 +88,7 @@ def _archive(s: Settings, args: argparse.Namespace) -> int:
         print("telemetry-admin: set TELEMETRY_ARCHIVE__DIR to the archive directory", file=sys.stderr)
         return 2
     try:
-        from writer import archive
+        from admin import archive
     except ImportError as exc:
         print(
             f"telemetry-admin: the archive needs pyarrow: pip install 'edge-telemetry[archive]' ({exc})",
@@ -160,8 +165,8 @@ def _repair_ids(s: Settings, args: argparse.Namespace) -> int:
 
 
 def _status(s: Settings, args: argparse.Namespace) -> int:
+    from admin.status import LazyPg, snapshot, watch
     from writer.pg import connect_pg
-    from writer.status import LazyPg, snapshot, watch
 
     redis, pg = connect_redis(s.redis), LazyPg(lambda: connect_pg(s.postgres))
     if args.json:
@@ -260,11 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_import(sub: Any) -> None:
-    from producers.file_import import admin_import, admin_import_watch
+    from admin.imports import admin_import, admin_import_watch
 
     p = sub.add_parser("import", help="import a CSV or JSONL file into the bulk stream (rq job)")
     p.add_argument("file", help="CSV or JSONL file; must be readable by the rq worker at the same path")
-    p.add_argument("--mapping", help="JSON file with a column mapping (producers/file_import/mapping.py ColumnMapping)")
+    p.add_argument("--mapping", help="JSON file with a column mapping (common/import_request.py ColumnMapping)")
     p.add_argument("--profile", choices=["auto", "generic", "powervision", "winpep8", "jsonl"])
     p.add_argument("--device", help="fixed device name (default: the file name without extension)")
     p.add_argument("--device-column", dest="device_column")

@@ -13,9 +13,12 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+import writer
+
 logger = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATIONS = Path(writer.__file__).with_name("migrations")
+"""writer/migrations/: the SQL files ship inside the writer package (the wheel and the image)."""
 _LOCK_KEY = 0x7E1E_0001
 
 
