@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.errors import ConfigError
 from runs.readings import DynoPoint, WideRow
 
 WIDTH_PX, HEIGHT_PX, DPI = 1200, 700, 100
@@ -29,7 +30,7 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:
-        raise RuntimeError(f"plots need matplotlib: pip install 'edge-telemetry[plot]' ({exc})") from None
+        raise ConfigError(f"plots need matplotlib: pip install 'edge-telemetry[plot]' ({exc})") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
