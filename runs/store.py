@@ -17,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from runs.readings import Reading
-from runs.summary import summarise
+from runs.summary import assemble, detail_channels
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 _COLUMNS = "id, kind, name, devices, started_at, ended_at, status, origin, metadata, summary"
@@ -176,28 +176,62 @@ def list_runs(conn: Conn, limit: int = 50) -> list[Run]:
     return [_run(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM runs ORDER BY id DESC LIMIT %s", [limit])]
 
 
-def readings_of(conn: Conn, run: Run, until: datetime | None = None) -> list[Reading]:
+_SPAN = "device = ANY(%s) AND observed_at >= %s AND (observed_at < %s OR (%s AND observed_at = %s))"
+
+
+def _span(run: Run, until: datetime | None) -> list[Any]:
+    end = run.ended_at or until or datetime.now(UTC)
+    return [run.devices, run.started_at, end, run.ended_at is None, end]
+
+
+def readings_of(
+    conn: Conn, run: Run, until: datetime | None = None, channels: Sequence[str] | None = None
+) -> list[Reading]:
     """The run's readings (its devices, start <= observed_at < end, or <= ``until``/now while open), in time order.
 
     Half-open, so back-to-back runs never share a frame and a detector's run ends before the first
     frame below its threshold.
     """
-    end = run.ended_at or until or datetime.now(UTC)
+    only = " AND channel = ANY(%s)" if channels is not None else ""
     rows = conn.execute(
-        "SELECT observed_at, device, channel, unit, value, quality, text_value FROM readings"
-        " WHERE device = ANY(%s) AND observed_at >= %s AND (observed_at < %s OR (%s AND observed_at = %s))"
+        f"SELECT observed_at, device, channel, unit, value, quality, text_value FROM readings WHERE {_SPAN}{only}"
         " ORDER BY observed_at, device, channel LIMIT %s",
-        [run.devices, run.started_at, end, run.ended_at is None, end, MAX_READINGS + 1],
+        [*_span(run, until), *([list(channels)] if channels is not None else []), MAX_READINGS + 1],
     ).fetchall()
     if len(rows) > MAX_READINGS:
         raise RunError(f"run {run.name!r} has more than {MAX_READINGS:,} readings")
     return [Reading(*r) for r in rows]
 
 
+_STATS = (
+    "SELECT device, channel, unit, count(*), count(*) FILTER (WHERE quality = 'good'),"
+    " min(value) FILTER (WHERE {g}), max(value) FILTER (WHERE {g}), avg(value) FILTER (WHERE {g}),"
+    " count(value) FILTER (WHERE {g})"
+    " FROM readings WHERE {span} GROUP BY device, channel, unit ORDER BY min(observed_at), device, channel, unit"
+).format(g="quality = 'good' AND value <> 'NaN'::float8", span=_SPAN)
+
+
+def channel_stats_sql(conn: Conn, run: Run) -> tuple[list[dict[str, Any]], int]:
+    """runs/summary.py channel_stats computed by PostgreSQL (no reading leaves it), and the frame count."""
+    stats = []
+    for device, channel, unit, n, good, lo, hi, mean, numeric in conn.execute(_STATS, _span(run, None)):
+        row: dict[str, Any] = {"device": device, "channel": channel, "unit": unit, "count": n, "good_share": good / n}
+        if numeric:
+            row.update(min=lo, max=hi, mean=mean)
+        stats.append(row)
+    frames = conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT observed_at, device FROM readings WHERE {_SPAN}) f",
+                          _span(run, None)).fetchone()  # fmt: skip
+    return stats, int(frames[0]) if frames else 0
+
+
 def summarise_run(conn: Conn, run: Run) -> dict[str, Any]:
-    """Compute and store the summary of a closed run; returns it."""
+    """Compute and store the summary of a closed run; returns it. Per-channel figures come from
+    PostgreSQL; only the RPM, power, torque and ambient channels are read here (runs/summary.py)."""
     if run.ended_at is None:
         raise RunError(f"run {run.name!r} is open: stop it first")
-    summary = summarise(readings_of(conn, run), run.started_at, run.ended_at, run.metadata)
+    stats, frames = channel_stats_sql(conn, run)
+    detail = readings_of(conn, run, channels=detail_channels(stats))
+    count = sum(int(c["count"]) for c in stats)
+    summary = assemble(stats, frames, count, detail, run.started_at, run.ended_at, run.metadata)
     conn.execute("UPDATE runs SET summary = %s WHERE id = %s", [Jsonb(summary), run.id])
     return summary

@@ -19,20 +19,46 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from runs.readings import Column, DynoPoint, Reading, WideRow, dyno_channels, wide
+from runs.readings import (
+    POWER_NAMES,
+    RPM_NAMES,
+    TORQUE_NAMES,
+    Column,
+    DynoPoint,
+    Reading,
+    WideRow,
+    dyno_channels,
+    wide,
+)
 from runs.sae import Ambient, correction_factor, dry_pressure_kpa, pressure_kpa, temperature_c
 
 
 def summarise(
     readings: Sequence[Reading], started_at: datetime, ended_at: datetime, metadata: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The summary stored with the run (JSON-able)."""
-    columns, rows = wide(readings)
+    """The summary stored with the run (JSON-able), from all its readings in memory."""
+    _, rows = wide(readings)
+    return assemble(channel_stats(readings), len(rows), len(readings), readings, started_at, ended_at, metadata)
+
+
+def assemble(
+    stats: list[dict[str, Any]],
+    frames: int,
+    count: int,
+    detail: Sequence[Reading],
+    started_at: datetime,
+    ended_at: datetime,
+    metadata: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The summary from per-channel ``stats`` (``channel_stats``, or the same computed by PostgreSQL),
+    the frame and reading counts, and ``detail``: the readings of the channels ``detail_channels``
+    names (RPM, power, torque, ambient), enough for the dyno figures."""
+    columns, rows = wide(detail)
     out: dict[str, Any] = {
         "duration_s": round((ended_at - started_at).total_seconds(), 6),
-        "readings": len(readings),
-        "frames": len(rows),
-        "channels": channel_stats(readings),
+        "readings": count,
+        "frames": frames,
+        "channels": stats,
     }
     dyno = dyno_channels(columns)
     if dyno is not None:
@@ -42,6 +68,12 @@ def summarise(
         if ambient is not None and out["dyno"]:
             out["dyno"]["sae_j1349"] = corrected(out["dyno"], ambient, origin)
     return out
+
+
+def detail_channels(stats: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The channel names whose readings ``assemble`` needs: RPM, power, torque and ambient ones."""
+    wanted = set(RPM_NAMES) | set(POWER_NAMES) | set(TORQUE_NAMES)
+    return sorted({str(c["channel"]) for c in stats if str(c["channel"]).lower() in wanted or is_ambient(c["channel"])})
 
 
 def channel_stats(readings: Sequence[Reading]) -> list[dict[str, Any]]:
@@ -96,6 +128,13 @@ _AMBIENT_CHANNELS = {
 }
 
 
+def is_ambient(channel: str, kind: str | None = None) -> bool:
+    """Whether ``channel`` is an ambient pressure/temperature/humidity channel (of ``kind`` if given)."""
+    name = channel.lower()
+    kinds = [kind] if kind else list(_AMBIENT_CHANNELS)
+    return any(name in _AMBIENT_CHANNELS[k][1] or any(w in name for w in _AMBIENT_CHANNELS[k][0]) for k in kinds)
+
+
 def ambient_of(
     metadata: Mapping[str, Any], columns: Sequence[Column], rows: Sequence[WideRow]
 ) -> tuple[Ambient | None, str]:
@@ -104,10 +143,9 @@ def ambient_of(
         humidity = float(metadata.get("humidity_pct") or 0.0)
         return Ambient(float(metadata["pressure_kpa"]), float(metadata["temperature_c"]), humidity), "metadata"
     found: dict[str, float] = {}
-    for kind, (words, exact) in _AMBIENT_CHANNELS.items():
+    for kind in _AMBIENT_CHANNELS:
         for col in columns:
-            name = col.channel.lower()
-            if name not in exact and not any(w in name for w in words):
+            if not is_ambient(col.channel, kind):
                 continue
             values = [v for r in rows if isinstance(v := r.values.get(col), float)]
             if not values:

@@ -72,3 +72,29 @@ def test_winpep_runs_imported_with_independent_summaries(settings: Settings, red
         assert cf_file is not None and math.isclose(sae["correction_factor"], cf_file, abs_tol=0.003)
         corrected_file = cols[CPU + "Power"][i]
         assert corrected_file is not None and sae["peak_power"] == pytest.approx(corrected_file, rel=0.003)
+
+
+def test_sql_summary_equals_the_in_memory_one(settings: Settings, redis: Redis, shared_data: Path) -> None:
+    """The stored summary (per-channel figures computed by PostgreSQL) equals runs/summary.py's pure
+    computation over all the run's readings."""
+    from runs import store
+    from runs.summary import summarise
+    from writer.pg import connect_pg
+
+    settings = with_queue(settings)
+    with running_writer(settings), import_worker(settings, redis):
+        admin(settings, "run", "import", str(shared_data / "dyno" / FILES[0]), "--start",
+              (datetime.now(UTC) - timedelta(hours=1)).isoformat())  # fmt: skip
+    with connect_pg(settings.postgres) as conn:
+        run = store.get_run(conn, 1)
+        assert run.ended_at is not None and run.summary is not None
+        pure = summarise(store.readings_of(conn, run), run.started_at, run.ended_at, run.metadata)
+    stored = json.loads(json.dumps(run.summary))
+    pure = json.loads(json.dumps(pure))
+    assert len(stored["channels"]) == len(pure["channels"]) == 16
+    for a, b in zip(stored["channels"], pure["channels"], strict=True):
+        assert a.pop("mean", None) == pytest.approx(b.pop("mean", None), rel=1e-12)
+        assert a == b
+    stored.pop("channels")
+    pure.pop("channels")
+    assert stored == pure
