@@ -20,6 +20,7 @@ telemetry-admin deadletter replay ID... | --all
 telemetry-admin deadletter purge ID... | --all
 telemetry-admin validate [--role writer|producer|importer|admin|all] [--source S]   # exit 0/2/3
 telemetry-admin tap [--priority P] [--source S] [--device D] [--channel C]   # frames live, no group
+telemetry-admin run start|stop|mark|list|show|summarise|import|compare|plot|export   # runs (admin/run_cli.py)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 import psycopg
 from redis.exceptions import RedisError
 
+from admin.run_cli import add_parser as add_run_parser
 from common.errors import ConfigError
 from common.redis_client import connect_redis
 from common.settings import Settings, load_settings
@@ -270,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     from admin.verbs import add_verbs  # issue 19: tap, validate
 
     add_verbs(sub)
+    add_run_parser(sub)  # telemetry-admin run ... (issue 17)
     return parser
 
 

@@ -28,7 +28,7 @@ PANELS: list[tuple[str, str, str, dict[str, int]]] = [
     ),
     ("channels_over_time.sql", "timeseries", "Chosen channels over time", {"h": 9, "w": 14, "x": 0, "y": 10}),
     ("gps_track.sql", "geomap", "GPS track", {"h": 9, "w": 10, "x": 14, "y": 10}),
-    ("recent_runs.sql", "table", "Recent runs (sessions)", {"h": 8, "w": 24, "x": 0, "y": 19}),
+    ("recent_runs.sql", "table", "Recent runs", {"h": 8, "w": 24, "x": 0, "y": 19}),
 ]
 VARIABLES = [("device", "devices.sql"), ("channel", "channels.sql")]
 

@@ -7,6 +7,8 @@
 #   telemetry_reader  a group role: SELECT on readings and current state (granted by migration 008).
 #   telemetry_grafana the Grafana PostgreSQL datasource, a member of telemetry_reader; only when
 #                     PG_GRAFANA_PASSWORD_FILE (default /run/secrets/pg_grafana_password) exists.
+#   telemetry_runs    NOLOGIN group for the run detector and run verbs (grants: migration 009);
+#                     grant it to a login role to run telemetry-runs with least privilege.
 #
 # The tables themselves are created by the one-shot `migrate` service, never here, so a box
 # without Docker runs the same migration (`telemetry-admin migrate`). Passwords come from the
@@ -36,6 +38,8 @@ SELECT format('CREATE ROLE telemetry_writer LOGIN PASSWORD %L', :'writer_pw')
 -- The group role the Grafana login joins (SELECT rights come from migration 008).
 SELECT 'CREATE ROLE telemetry_reader NOLOGIN'
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_reader') \gexec
+SELECT 'CREATE ROLE telemetry_runs NOLOGIN'
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_runs') \gexec
 SELECT format('CREATE DATABASE %I OWNER telemetry_owner', :'db')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \gexec
@@ -64,4 +68,4 @@ SELECT format('ALTER ROLE telemetry_grafana SET search_path = %I', :'schema') \g
 SQL
   } | psql -v ON_ERROR_STOP=1 --username "${POSTGRES_USER:-postgres}" --dbname postgres -v db="$db" -v schema="$schema"
 fi
-echo "telemetry: database $db, schema $schema, roles telemetry_owner and telemetry_writer ready"
+echo "telemetry: database $db, schema $schema, roles telemetry_owner, telemetry_writer and telemetry_runs ready"

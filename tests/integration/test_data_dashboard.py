@@ -2,7 +2,8 @@
 
 A real NMEA capture (ublox-neo-m9n-nmea) decoded by the producer's NmeaDecoder, its fix times
 moved to the last minutes (one constant offset: the writer keeps a retention window), published
-with a session ("run-7") and committed by a real writer; a second device's channel stops (stale).
+with a session ("run-7") and committed by a real writer, a run over it made with
+``telemetry-admin run start|stop``; a second device's channel stops (stale).
 Each SQL file runs as a login role that is only a member of telemetry_reader (migration 008),
 with Grafana's macros expanded as Grafana does ($__timeFilter, multi-value $variables quoted).
 The dashboard JSON must carry each file's text verbatim.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +30,7 @@ from admin.data_dashboard import DASHBOARD, PANELS, VARIABLES, build, sql_text
 from common.publish import Publisher, new_producer_id
 from common.schema import Channel, Frame
 from common.settings import Settings
+from tests.conftest import REPO, env_for
 from tests.helpers import count_readings, pg_query, running_writer, wait_for
 from tests.integration.test_gps_nmea import expected_frames
 from tests.producers.gps_captures import replay_bytes
@@ -82,6 +86,11 @@ def test_every_dashboard_query_on_pipeline_data(
     with running_writer(settings):
         wait_for(lambda: count_readings(settings) == rows, 30, what="pipeline data committed")
     pg_query(settings, "INSERT INTO staleness_rules VALUES (1, 'simulate', '%', 0.001, NULL, 0) RETURNING 1")  # stale
+    for verb in (["start", "--name", "drive", "--device", "neo", "--at", frames[0].observed_at.isoformat()],
+                 ["stop", "drive", "--at", frames[-1].observed_at.isoformat()]):  # fmt: skip
+        proc = subprocess.run([sys.executable, "-m", "admin.cli", "run", *verb], env=env_for(settings), cwd=REPO,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
 
     fixes = [f for f in frames if {"latitude", "longitude"} <= {c.name for c in f.channels if c.value is not None}]
     start, end = now - dt.timedelta(hours=1), now + dt.timedelta(minutes=1)
@@ -113,7 +122,10 @@ def test_every_dashboard_query_on_pipeline_data(
         assert track[0] == (fixes[0].observed_at, "neo", first["latitude"], first["longitude"])
 
         runs = run("recent_runs.sql")
-        assert runs == [("run-7", "neo", frames[0].observed_at, frames[-1].observed_at, len(frames), rows - 1)]
+        assert runs == [
+            ("drive", "run", "neo", frames[0].observed_at, frames[-1].observed_at, "closed", "manual",
+             (frames[-1].observed_at - frames[0].observed_at).total_seconds()),
+        ]  # fmt: skip
 
 
 def test_the_deployed_grafana_role_reads_and_cannot_write(pg_server_factory: Any, tmp_path: Path) -> None:
@@ -124,7 +136,6 @@ def test_the_deployed_grafana_role_reads_and_cannot_write(pg_server_factory: Any
     import subprocess
 
     from admin.migrate import migrate
-    from tests.conftest import REPO
 
     server = pg_server_factory(host_auth="scram-sha-256")
     pw = {role: f"{role}'pw\\ " + secrets.token_hex(6) for role in ("owner", "writer", "grafana")}

@@ -1,13 +1,13 @@
--- Recent runs: frames carrying a session (TELEMETRY_PRODUCER__SESSION, an import's --session).
-SELECT session AS run,
-       device,
-       min(observed_at) AS started,
-       max(observed_at) AS ended,
-       count(DISTINCT (producer, seq)) AS frames,
-       count(*) AS readings
-  FROM readings
- WHERE session IS NOT NULL
-   AND $__timeFilter(observed_at)
- GROUP BY session, device
- ORDER BY max(observed_at) DESC
+-- Recent runs (table runs, migration 009): started in the time range, or still open.
+SELECT name AS run,
+       kind,
+       array_to_string(devices, ', ') AS devices,
+       started_at,
+       ended_at,
+       status,
+       origin,
+       extract(epoch FROM coalesce(ended_at, now()) - started_at) AS duration_s
+  FROM runs
+ WHERE $__timeFilter(started_at) OR ended_at IS NULL
+ ORDER BY started_at DESC
  LIMIT 20
