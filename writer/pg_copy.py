@@ -31,7 +31,16 @@ import psycopg
 from common.schema import Channel, Frame, Quality
 from writer.gate import CHECK_EVERY
 from writer.names import Layout, NameIds, layout_of, name_ids
-from writer.pg_arrays import FLOAT8_OID, INT2_OID, fixed_array, text_array
+from writer.pg_arrays import (
+    FLOAT8_OID,
+    INT2_OID,
+    INT8_OID,
+    Int8Array,
+    TextArray,
+    fixed_array,
+    register_array_dumpers,
+    text_array,
+)
 
 PACKED_COPY = (
     "COPY readings_packed (observed_at, received_at, seq, device_id, producer_id, session_id, series, num_values,"
@@ -73,7 +82,7 @@ _UPSERT_STATE = (
     " unit = excluded.unit, quality = excluded.quality, session = excluded.session, updated_at = now()"
     " WHERE excluded.observed_at >= current_state.observed_at OR current_state.observed_at > %s"
 )
-_RECORD_PROGRESS = "SELECT record_progress(%s::text[], %s::int8[], %s::text[])"
+_RECORD_PROGRESS = "SELECT record_progress(%s, %s, %s)"  # text[], int8[], text[] in binary (pg_arrays)
 """Loss accounting through the SECURITY DEFINER function of migration 005: it counts the ledger
 rows this transaction inserted for these keys (the writer role cannot UPDATE producer_progress)."""
 _INSERT_SNAPSHOT = (
@@ -84,7 +93,7 @@ _INSERT_SNAPSHOT = (
 
 
 _HAS_BATCH_KEYS: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-"""Connections whose session already has the temporary batch_keys table."""
+"""Connections whose session already has the temporary batch_keys table (and the array dumpers)."""
 
 
 @dataclass
@@ -127,6 +136,7 @@ def write_frames(
     if conn not in _HAS_BATCH_KEYS:
         # Outside the batch transaction: a rolled-back batch must not take the table with it.
         conn.execute(_CREATE_BATCH_KEYS)
+        register_array_dumpers(conn.adapters)
         _HAS_BATCH_KEYS.add(conn)
     digests = [frame_digest(f) for f in frames]
     layouts = [layout_of(f) for f in frames]
@@ -153,7 +163,7 @@ def write_frames(
         result.rows = sum(len(f.channels) for f in fresh)
         if state:
             cur.execute(_UPSERT_STATE, [*(list(col) for col in zip(*state, strict=True)), horizon])
-        cur.execute(_RECORD_PROGRESS, [[f.producer for f in fresh], [f.seq for f in fresh], [f.source for f in fresh]])
+        cur.execute(_RECORD_PROGRESS, _progress_arrays(fresh))
         if snapshots:
             fresh_ids = {id(f) for f in fresh}
             chosen = [s for s in snapshots if id(s) in fresh_ids]
@@ -259,6 +269,15 @@ def _copy_packed(
             number = None if text is not None else value
             rows.append((src, dev, name, f.observed_at, number, text, unit, quality, f.session))
     return rows
+
+
+def _progress_arrays(frames: Sequence[Frame]) -> list[bytes]:
+    """record_progress's producers, seqs and sources, one per frame, as binary arrays."""
+    return [
+        TextArray(text_array([f.producer for f in frames])),
+        Int8Array(fixed_array(INT8_OID, [f.seq for f in frames])),
+        TextArray(text_array([f.source for f in frames])),
+    ]
 
 
 def _snapshot_columns(frames: Sequence[Frame]) -> list[list[Any]]:
