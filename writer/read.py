@@ -74,13 +74,14 @@ def read_entries(
     names: StreamNames,
     consumer: str,
     count: int,
-    block_ms: int,
+    block_ms: int | None,
     pending: bool = False,
     keys: Sequence[str] | None = None,
 ) -> list[Entry]:
     """XREADGROUP over the priority streams ``keys`` (default all; critical first).
 
-    ``pending`` re-reads our own pending entries instead of new ones.
+    ``pending`` re-reads our own pending entries instead of new ones. ``block_ms`` None: do
+    not block (what is there now; never ``BLOCK 0``, which waits forever).
     """
     start = "0" if pending else ">"
     streams: dict[Any, Any] = dict.fromkeys(keys or names.streams, start)
