@@ -21,7 +21,6 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -49,7 +48,6 @@ PACKED_COPY = (
 """One row per frame (migration 004); the ``readings`` view fans it out into one row per channel."""
 PACKED_TYPES = ["timestamptz", "timestamptz", "int8", "int4", "int4", "int4", "bytea", "bytea", "bytea", "bytea"]
 """The arrays are encoded by writer/pg_arrays.py and passed through as bytes."""
-_NAME = itemgetter(0)
 _VALUE = itemgetter(1)
 _QUALITY = itemgetter(3)
 _NUMBER = frozenset({float, type(None)})
@@ -220,8 +218,7 @@ def _copy_packed(
     The hot loop of the writer: per frame, a few C-level passes over its channels (values,
     qualities) and one row; no Python work per reading on the common path (all numbers, all good).
     """
-    latest: dict[tuple[str, str], dict[str, tuple[Frame, Channel]]] = {}
-    newest: dict[tuple[str, str], datetime] = {}
+    by_device: dict[tuple[str, str], list[tuple[Frame, Layout]]] = {}
     producers, sessions, layout_ids = ids.producers, ids.sessions, ids.layouts
     good = Quality.GOOD
     with cur.copy(PACKED_COPY) as copy:
@@ -230,7 +227,7 @@ def _copy_packed(
         for i, (f, layout) in enumerate(zip(frames, layouts, strict=True)):
             if not i % CHECK_EVERY:
                 checkpoint()  # strict priority: pause while the urgent lane works
-            obs, src, dev, sess = f.observed_at, f.source, f.device, f.session
+            obs, sess = f.observed_at, f.session
             chans = f.channels
             device_id, series = layout_ids[layout]
             values = list(map(_VALUE, chans))
@@ -246,29 +243,40 @@ def _copy_packed(
                 obs, f.received_at, f.seq, device_id, producers[f.producer],
                 None if sess is None else sessions[sess], series, fixed_array(FLOAT8_OID, values), texts, codes,
             ))  # fmt: skip
-            if obs > horizon:
-                continue  # from the future: stored, but not the current state
-            key = (src, dev)
-            dev_state = latest.get(key)
-            if dev_state is None:
-                dev_state = latest[key] = {}
-            if obs >= newest.get(key, obs):
-                newest[key] = obs
-                dev_state.update(zip(map(_NAME, chans), zip(repeat(f), chans), strict=False))  # repeat() is endless
-            else:  # an older frame than one already seen: compare channel by channel
-                for ch in chans:
-                    prev = dev_state.get(ch.name)
-                    if prev is None or prev[0].observed_at <= obs:
-                        dev_state[ch.name] = (f, ch)
+            if obs <= horizon:  # a frame from the future is stored, but is not the current state
+                seen = by_device.get(layout[:2])
+                if seen is None:
+                    by_device[layout[:2]] = [(f, layout)]
+                else:
+                    seen.append((f, layout))
     # Sorted, so concurrent writers lock current_state rows in the same order (no 40P01 deadlocks).
     rows = []
-    for (src, dev), dev_state in sorted(latest.items()):
+    for (src, dev), seen in sorted(by_device.items()):
+        dev_state = latest_channels(seen)
         for name in sorted(dev_state):
             f, (_, value, unit, quality) = dev_state[name]
             text = value if isinstance(value, str) else None
             number = None if text is not None else value
             rows.append((src, dev, name, f.observed_at, number, text, unit, quality, f.session))
     return rows
+
+
+def latest_channels(frames: Sequence[tuple[Frame, Layout]]) -> dict[str, tuple[Frame, Channel]]:
+    """Channel name -> (frame, channel) of the frame observed last among ``frames`` (one device's,
+    in batch order) that has the channel; of two observed at the same time, the later in the batch.
+    Pure. Newest first (a stable sort of the reversed list keeps the later of equal times first);
+    a frame with the same channel names as the one before it adds nothing and is skipped, so a
+    device whose frames all have the same channels costs one frame's channels, not a batch's."""
+    state: dict[str, tuple[Frame, Channel]] = {}
+    names: tuple[str, ...] | None = None
+    for f, layout in sorted(reversed(frames), key=lambda item: item[0].observed_at, reverse=True):
+        if layout[2] == names:
+            continue
+        names = layout[2]
+        for ch in f.channels:
+            if ch.name not in state:
+                state[ch.name] = (f, ch)
+    return state
 
 
 def _progress_arrays(frames: Sequence[Frame]) -> list[bytes]:
