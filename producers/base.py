@@ -203,7 +203,6 @@ class _Loop:
                 self._rejected(ParseError(f"{frame.device[:60]}: {exc}", "schema"))
                 continue
             frames.append(frame)
-        self.stats.frames_read += len(frames)
         return frames
 
     def _rejected(self, error: ParseError) -> None:

@@ -71,12 +71,8 @@ def count_readings(settings: Settings) -> int:
 @dataclass
 class RunningProducer:
     publisher: Publisher
-    result: dict[str, ProducerStats]
-    """Holds "stats" once the producer loop has returned (after the ``with`` block)."""
-
-    @property
-    def stats(self) -> ProducerStats:
-        return self.result["stats"]
+    stats: ProducerStats
+    """The stats the loop updates: live inside the ``with`` block, final after it."""
 
 
 @contextmanager
@@ -91,10 +87,10 @@ def running_producer(
     """Run the producer loop for ``source`` in a thread for the duration of the block."""
     publisher = Publisher(redis, settings.redis.names, new_producer_id(name))
     stop = threading.Event()
-    run = RunningProducer(publisher, {})
+    run = RunningProducer(publisher, ProducerStats())
 
     def target() -> None:
-        run.result["stats"] = run_producer(source, publisher, RangeValidator(ranges or {}), stop, **loop)
+        run_producer(source, publisher, RangeValidator(ranges or {}), stop, stats=run.stats, **loop)
 
     thread = threading.Thread(target=target, name=f"producer-{name}", daemon=True)
     thread.start()

@@ -22,11 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from common.breaker import BreakerState
 from common.http import Endpoints, OpsServer, readiness, serve
 from common.metrics import OpSummary, breaker_state_name, new_registry, percentile
+from common.publish import Publisher
 from common.schema import Channel, Frame, Priority, Quality
 from common.settings import HttpSettings
 from common.streams import StreamNames
 from producers.base import ProducerStats
-from producers.metrics import MeteredPublisher, ProducerTelemetry
+from producers.metrics import ProducerTelemetry
+from producers.outbox import Outbox
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -87,7 +89,7 @@ def test_spool_and_drop_counters_of_the_stats_reach_metrics() -> None:
     """The collector reads ProducerStats' own fields (no adapter, no fallback for absent ones)."""
     stats = ProducerStats(spooled=Counter({"normal": 3}), dropped=Counter({("spool_full", "bulk"): 2}))
     stats.spool_records, stats.spool_available = 3, False
-    telemetry = ProducerTelemetry("simulate", stats, MeteredPublisher(fakeredis.FakeRedis(), StreamNames("u"), "p/1"))
+    telemetry = ProducerTelemetry("simulate", stats, Publisher(fakeredis.FakeRedis(), StreamNames("u"), "p/1"))
     got = samples(generate_latest(telemetry.registry).decode())
     src = ("source", "simulate")
     assert got[("telemetry_producer_frames_spooled_total", (("priority", "normal"), src))] == 3
@@ -104,14 +106,17 @@ def _frame(priority: Priority, n: int) -> Frame:
 
 
 def test_producer_metrics_count_by_priority_and_endpoint_answers() -> None:
+    """/metrics reads the ProducerStats the outbox updates: the one count of frames read and published."""
     redis = fakeredis.FakeRedis()
-    publisher = MeteredPublisher(redis, StreamNames("unit"), "simulate@test/1")
+    publisher = Publisher(redis, StreamNames("unit"), "simulate@test/1")
     stats = ProducerStats(connected=True)
     stats.parse_errors.update({"checksum": 2, "json": 1})
     telemetry = ProducerTelemetry("simulate", stats, publisher)
-    publisher.stamp([_frame(Priority.NORMAL, i) for i in range(7)] + [_frame(Priority.CRITICAL, 9)])
-    assert publisher.send() == 8
-    publisher.stamp([_frame(Priority.BULK, 10)])  # read, not yet sent
+    outbox = Outbox(publisher, stats)
+    outbox.add([_frame(Priority.NORMAL, i) for i in range(7)] + [_frame(Priority.CRITICAL, 9)])
+    assert outbox.deliver(threading.Event())
+    assert stats.frames_published == 8 == redis.xlen(StreamNames("unit").stream(Priority.NORMAL)) + 1
+    outbox.add([_frame(Priority.BULK, 10)])  # read, not yet sent
     server = OpsServer("127.0.0.1", 0, telemetry.endpoints()).start()
     try:
         base = f"http://127.0.0.1:{server.port}"
