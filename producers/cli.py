@@ -20,7 +20,7 @@ from common.publish import Publisher, check_producer_name, new_producer_id
 from common.redis_client import connect_redis
 from common.settings import Settings
 from producers import registry
-from producers.base import ProducerStats, run_producer
+from producers.base import CountingSource, ProducerStats, run_producer
 from producers.jsonl import JsonlSource
 from producers.metrics import ProducerTelemetry
 from producers.spool import open_spool
@@ -47,7 +47,8 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
         Breaker(link, ps.breaker_failures, ps.breaker_open_s, ps.breaker_successes) for link in ("device", "redis")
     )
     logger.info("producer %s starting (source %s)", name, source_name)
-    telemetry = ProducerTelemetry(source_name, stats, publisher)
+    events = source if isinstance(source, CountingSource) else None
+    telemetry = ProducerTelemetry(source_name, stats, publisher, events=events)
     server = serve(settings.http, PRODUCER_PORT, telemetry.endpoints())
     try:
         run_producer(

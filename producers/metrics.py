@@ -5,7 +5,9 @@ published by priority, spool, drops, links) into ``telemetry_producer_*`` famili
 time, so the hot loop does no metric work beyond a dict increment; the publisher is read only
 for its pending frames. Spool and drop counters are ``spooled`` (priority -> n) and
 ``dropped`` ((reason, priority) -> n). Breaker states come from
-the same stats (the loop copies them every turn), not from the breaker objects. No HTTP here.
+the same stats (the loop copies them every turn), not from the breaker objects. A source that
+keeps its own counts (``counters()``, producers.base.CountingSource) is read too, as
+``telemetry_producer_source_events_total{source,device,event}``. No HTTP here.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from common.http import Endpoints, Readiness, readiness
 from common.metrics import breaker_family, counter, gauge, new_registry
 from common.publish import Publisher
 from common.schema import Priority
-from producers.base import ProducerStats
+from producers.base import CountingSource, ProducerStats
 
 PRIORITIES = tuple(p.value for p in Priority)
 
@@ -34,10 +36,14 @@ class ProducerTelemetry:
         stats: ProducerStats,
         publisher: Publisher,
         registry: CollectorRegistry | None = None,
+        *,
+        events: CountingSource | None = None,
     ) -> None:
         self.source = source
         self.stats = stats
         self.publisher = publisher
+        self.events = events
+        """The source itself when it keeps its own counts (producers.base.CountingSource)."""
         self.registry = registry or new_registry()
         self.registry.register(self)
 
@@ -63,6 +69,18 @@ class ProducerTelemetry:
         yield errors
         yield from self._link_families()
         yield breaker_family(self.breaker_states())
+        if self.events is not None:
+            yield self._source_events(self.events)
+
+    def _source_events(self, events: CountingSource) -> Metric:
+        fam = counter(
+            "producer_source_events",
+            "Events a source counts itself (a scale's connects and losses, GPS week rollovers), by device.",
+            ["source", "device", "event"],
+        )
+        for (device, event), n in sorted(events.counters().items()):
+            fam.add_metric([self.source, device, event], n)
+        return fam
 
     def _link_families(self) -> Iterator[Metric]:
         s, src = self.stats, self.source
