@@ -212,8 +212,6 @@ class HttpSettings(Section):
     """Port; unset = the role's default (writer 9108, producer 9109); 0 = any free port (logged)."""
     query_timeout_s: float = Field(default=0.5, gt=0)
     """Timeout of the Redis and PostgreSQL queries made while answering a scrape or /readyz."""
-    summary_reservoir: int = Field(default=1024, ge=16, le=100_000)
-    """Durations kept per operation for the /summary percentiles (a uniform random reservoir)."""
 
 
 class RangeSpec(Section):

@@ -40,7 +40,6 @@ from writer.batch import Batcher, Item
 from writer.consumers import forget_idle_consumers, forget_self
 from writer.deadletter import Outcome, dead_letter
 from writer.gate import CHECK_EVERY, PriorityGate
-from writer.latency import record_latency
 from writer.pg import PgLink, mask_dsn
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.retry import describe, is_transient
@@ -342,7 +341,7 @@ class Writer:
                     return
         self.pg_backoff.reset()
         with self.stats.lock:
-            record_latency(self.stats.latency, [f for _, f in committed], time.time())
+            self.stats.record_latency([f for _, f in committed], time.time())
         faults.hit("after_commit")
         # Ack first: XACK needs no Redis memory, a dead letter does (and may be refused).
         self._ack([e for e, _ in committed], stop)

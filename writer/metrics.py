@@ -1,7 +1,7 @@
 """Writer metrics: the ``observe`` hook (histograms, /summary) and a collector run at scrape time.
 
 The hook feeds ``telemetry_writer_op_seconds{op}``, ``telemetry_writer_batch_rows`` and the
-per-operation reservoir behind /summary. The collector reads the live WriterStats and asks
+per-operation latency histograms behind /summary. The collector reads the live WriterStats and asks
 Redis (stream length, lag, pending per priority) and PostgreSQL (sequence gaps per source)
 with a short timeout on connections of its own, so a slow scrape never touches the
 writer's connections. Answers from several replicas are the same: dashboards take max().
@@ -68,7 +68,7 @@ class WriterTelemetry:
         self.live: dict[str, Any] = {}
         """Pass as ``run_writer(stats_out=...)``: it receives the live WriterStats under "live"."""
         self._lock = threading.Lock()
-        self.summary = OpSummary(settings.http.summary_reservoir)
+        self.summary = OpSummary()
         self.op_seconds = Histogram(
             "telemetry_writer_op_seconds", "Duration of writer operations.", ["op"], buckets=OP_BUCKETS,
             registry=self.registry,
