@@ -38,19 +38,22 @@ def running_writer(settings: Settings, consumer: str = "test-writer", **replica:
 
     ``replica``: more arguments of run_writer (``clock``, ``upkeep_interval_s``).
     """
-    from writer.replica import run_writer
+    from writer.replica import LANES, run_writer
+    from writer.stats import WriterStats
 
-    stop = threading.Event()
-    holder: dict[str, Any] = {}
-
-    def target() -> None:
-        holder["stats"] = run_writer(settings, stop, consumer=consumer, stats_out=holder, **replica)
-
-    thread = threading.Thread(target=target, name=f"writer-{consumer}", daemon=True)
+    stop, stats = threading.Event(), WriterStats()
+    thread = threading.Thread(
+        target=run_writer,
+        args=(settings, stop),
+        kwargs={"consumer": consumer, "stats": stats, **replica},
+        name=f"writer-{consumer}",
+        daemon=True,
+    )
     thread.start()
-    wait_for(lambda: "live" in holder or not thread.is_alive(), 30, what="writer start")
+    wait_for(lambda: len(stats.lanes) == len(LANES) or not thread.is_alive(), 30, what="writer start")
+    assert thread.is_alive(), "the writer stopped at start"
     try:
-        yield holder["live"]
+        yield stats
     finally:
         stop.set()
         thread.join(30)

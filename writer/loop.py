@@ -86,6 +86,7 @@ class Writer:
         rank: int = 0,
         wall: Clock | None = None,
         sink: Sink | None = None,
+        observe: Observer | None = None,
     ):
         self.s = settings
         self.wall = wall or SystemClock()
@@ -110,7 +111,7 @@ class Writer:
         self.next_reclaim = 0.0
         self.next_trim = 0.0
         self.last_snapshot: dict[tuple[str, str, str | None], float] = {}
-        self.observe: Observer = _ignore
+        self.observe: Observer = observe or _ignore
         self.deferred: dict[tuple[str, bytes], tuple[Failure, float]] = {}
         """Dead letters Redis refused, by (stream, id), with when they were first tried; still pending."""
         self.next_deferred = 0.0

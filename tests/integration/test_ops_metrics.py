@@ -119,7 +119,11 @@ def traffic(redis_url: str, pg_dsn: str, tmp_path_factory: pytest.TempPathFactor
         threading.Thread(
             target=run_producer, args=(source, publisher, RangeValidator({}), stop), kwargs={"stats": stats}
         ),
-        threading.Thread(target=run_writer, args=(settings, stop, "ops-writer", wtel.live, wtel.observe)),
+        threading.Thread(
+            target=run_writer,
+            args=(settings, stop, "ops-writer"),
+            kwargs={"stats": wtel.stats, "observe": wtel.observe},
+        ),
     ]
     for t in threads:
         t.start()
