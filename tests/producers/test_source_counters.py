@@ -9,16 +9,21 @@ the very object the source updates (no copy, no holder).
 from __future__ import annotations
 
 import datetime as dt
+import io
 import socket
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
 
+from admin.source_events import scrape
+from admin.status import render
 from common.errors import ParseError
 from common.http import OpsServer
 from common.publish import Publisher
@@ -31,6 +36,16 @@ from producers.scales import ScalesSource, parse_config
 from tests.producers.gps_captures import MIN_DATE, replay_bytes
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+STATUS: dict[str, Any] = {
+    "namespace": "t",
+    "priorities": [],
+    "writers": [],
+    "producers": {"missing_total": 0, "recent": [], "gaps": []},
+    "deadletter": None,
+}
+"""The rest of a status snapshot (admin.status.sample), empty."""
 
 
 def _events(url: str) -> dict[tuple[str, str], float]:
@@ -84,6 +99,18 @@ def test_a_lost_scale_is_counted_on_metrics() -> None:
         events = _events(url)
         assert events[("tcp-1", "losses")] == 1 and events[("tcp-1", "connects")] == 1
         assert source.stats["losses"] == 1  # the summed view reads the same counts
+        # telemetry-admin status --producer <endpoint> shows the same counts
+        closed = socket.create_server(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        closed.close()  # nothing listens there: one error row, not a failed view
+        rows = scrape([f"http://127.0.0.1:{http.port}", dead_url])
+        assert {"endpoint": f"http://127.0.0.1:{http.port}", "source": "scales", "device": "tcp-1", "event": "losses",
+                "count": 1} in rows  # fmt: skip
+        assert [r["endpoint"] for r in rows if "error" in r] == [dead_url]
+        console = Console(record=True, width=200, file=io.StringIO())
+        console.print(render({**STATUS, "source_events": rows}))
+        shown = [[c.strip() for c in line.split("│") if c.strip()] for line in console.export_text().splitlines()]
+        assert any(line[-4:] == ["scales", "tcp-1", "losses", "1"] for line in shown), shown
     finally:
         source.close()
         http.close()
