@@ -272,10 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_import(sub: Any) -> None:
     from admin.imports import admin_import, admin_import_watch
 
-    p = sub.add_parser("import", help="import a CSV or JSONL file into the bulk stream (rq job)")
-    p.add_argument("file", help="CSV or JSONL file; must be readable by the rq worker at the same path")
+    p = sub.add_parser("import", help="import a CSV, JSONL or ECU log (.msl, .mlg) file into the bulk stream (rq job)")
+    p.add_argument("file", help="CSV, JSONL, .msl or .mlg file; must be readable by the rq worker at the same path")
     p.add_argument("--mapping", help="JSON file with a column mapping (common/import_request.py ColumnMapping)")
-    p.add_argument("--profile", choices=["auto", "generic", "powervision", "winpep8", "jsonl"])
+    p.add_argument("--profile", choices=["auto", "generic", "powervision", "winpep8", "jsonl", "mlg", "msl"])
     p.add_argument("--device", help="fixed device name (default: the file name without extension)")
     p.add_argument("--device-column", dest="device_column")
     p.add_argument("--time-column", dest="time_column")

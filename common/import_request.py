@@ -34,7 +34,8 @@ class ColumnMapping(BaseModel):
     """How to read a CSV file. Every field has a default, so ``ColumnMapping()`` imports most files."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    profile: Literal["auto", "generic", "powervision", "winpep8", "jsonl"] = "auto"
+    profile: Literal["auto", "generic", "powervision", "winpep8", "jsonl", "mlg", "msl"] = "auto"
+    """File kind; auto = by extension (.jsonl, .mlg, .msl) or header (WinPEP 8, PowerVision), else generic CSV."""
     delimiter: str | None = None
     """Field separator; default the most frequent of , ; TAB in the header line."""
     skip_lines: int = 0

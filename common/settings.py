@@ -17,9 +17,9 @@ import re
 import types
 import typing
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -421,6 +421,56 @@ class ScalesSettings(Section):
     """Cap of the per-scale reconnect backoff."""
 
 
+class CanSettings(Section):
+    """The ``can`` source (producers/can): a live bus through python-can, or a log file replayed."""
+
+    interface: str = "socketcan"
+    """python-can interface of the live bus (socketcan, pcan, kvaser, slcan, virtual ...); unused with LOG_FILE."""
+    channel: str = "can0"
+    """python-can channel of the live bus (``can0``, ``vcan0``, ``PCAN_USBBUS1``); also the device name."""
+    bitrate: int | None = Field(default=None, gt=0)
+    """Bit rate for interfaces that set it (pcan, kvaser, slcan); None = as configured (SocketCAN: ``ip link``)."""
+    log_file: Path | None = None
+    """Replay this log (candump ``.log``, ``.asc``, ``.blf``, ... as ``can.LogReader`` reads it) instead of a bus."""
+    replay_speed: float = Field(default=0.0, ge=0)
+    """Replay pacing: 1.0 = real time, 2.0 = twice as fast, 0 = as fast as possible."""
+    log_time: Literal["shift", "keep"] = "shift"
+    """Replay time stamps: ``shift`` = the first message is observed at replay start, intervals kept
+    (logs stamped with boot time, or older than the writer's partitions); ``keep`` = the log's own epoch time."""
+    replay_start: datetime | None = None
+    """With LOG_TIME=shift: the time the log's first message is observed at (ISO 8601 with zone); None = now."""
+    dbc: dict[str, list[Path]] = Field(default_factory=dict)
+    """Bus name (the interface channel, or the log's channel such as ``can1``; ``*`` = every bus) ->
+    DBC files decoding it, as JSON: ``{"can0": ["/etc/telemetry/pt.dbc"], "*": ["obd2.dbc"]}``."""
+    dbc_strict: bool = False
+    """cantools ``strict``: refuse DBCs with overlapping signals (opendbc's Toyota DBC has one)."""
+    checksum: dict[str, Literal["toyota"]] = Field(default_factory=dict)
+    """Bus name (or ``*``) -> checksum scheme of its messages that have a CHECKSUM signal, as JSON."""
+    isotp_obd: bool = True
+    """Reassemble ISO-TP answers on 0x7E8-0x7EF: VIN (service 09 PID 02) and stored trouble codes (service 03)."""
+    min_interval_s: dict[str, float] = Field(default_factory=dict)
+    """Message name (or ``*``) -> least seconds between two published frames of it; the rest are counted."""
+    deadband: dict[str, float] = Field(default_factory=dict)
+    """Channel name (or ``*``) -> change below which a message is not published again (counted);
+    a message is published when any channel moved by more, or after MAX_SILENCE_S."""
+    max_silence_s: float = Field(default=1.0, gt=0)
+    """A message held back by DEADBAND is still published this often."""
+    mapping: Path | None = None
+    """JSON file: ``{"SPEED.SPEED": {"channel": "speed", "unit": "km/h", "priority": "high"}}``
+    (``MESSAGE.SIGNAL`` -> channel name, unit, priority of the message's frame); see README "CAN bus"."""
+    only_mapped: bool = False
+    """Publish only the signals listed in MAPPING (else every DBC signal, mapped or not)."""
+    device: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LEN)
+    """Device name; default the bus name (CHANNEL, or each log message's channel)."""
+
+    @field_validator("replay_start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("needs a time zone (2026-01-01T00:00:00+00:00)")
+        return value
+
+
 class FileImportSettings(Section):
     queue: str = "imports"
     """rq queue name, of ``telemetry-admin import`` and ``telemetry-import-worker``."""
@@ -464,6 +514,7 @@ class Settings(BaseSettings):
     dyno_udp: DynoUdpSettings = DynoUdpSettings()
     afr_serial: AfrSerialSettings = AfrSerialSettings()
     scales: ScalesSettings = ScalesSettings()
+    can: CanSettings = CanSettings()
     file_import: FileImportSettings = FileImportSettings()
     http: HttpSettings = HttpSettings()
 

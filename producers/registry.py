@@ -13,7 +13,7 @@ writer upgrade.
 
 from __future__ import annotations
 
-from producers import afr_serial, dyno_udp, gps_nmea, jsonl, obd, scales, simulate
+from producers import afr_serial, can, dyno_udp, gps_nmea, jsonl, obd, scales, simulate
 from producers.source_spec import SourceSpec
 
 SOURCES: tuple[SourceSpec, ...] = (
@@ -24,6 +24,7 @@ SOURCES: tuple[SourceSpec, ...] = (
     dyno_udp.SPEC,
     afr_serial.SPEC,
     scales.SPEC,
+    can.SPEC,
 )
 """Every source ``telemetry-produce`` can run, in the order ``--help`` shows them."""
 

@@ -24,6 +24,7 @@ from common.import_request import ImportOptions
 from common.publish import Publisher
 from common.schema import MAX_NAME_LEN, MAX_RAW_LEN, Frame, Priority, Rejection, validate_frame
 from common.streams import StreamNames
+from producers.file_import.ecu_logs import ECU_SUFFIXES, mlg_items, msl_items
 from producers.file_import.mapping import ColumnMapping, Plan, plan, sniff_delimiter
 from producers.jsonl import MAX_LINE, parse_line
 from producers.validate import RangeValidator
@@ -128,7 +129,17 @@ def iter_items(path: Path, mapping: ColumnMapping, stats: ImportStats) -> Iterat
     carries its line number and raw bytes.
     """
     now = datetime.now(UTC)
+    ecu = mapping.profile if mapping.profile in ("mlg", "msl") else ECU_SUFFIXES.get(path.suffix.lower())
+    if ecu == "mlg" and mapping.profile in ("auto", "mlg"):
+        data = path.read_bytes()  # binary blocks: no line framing to stream by
+        stats.bytes_read = len(data)
+        yield from _counted(mlg_items(path, mapping, data), stats)
+        return
     with path.open("rb") as fh:
+        if ecu == "msl" and mapping.profile in ("auto", "msl"):
+            lines = ((line.number, line.data.decode("latin-1")) for line in _lines(fh, stats))
+            yield from _counted(msl_items(path, mapping, lines), stats)
+            return
         if _is_jsonl(path, mapping):
             for line in _lines(fh, stats):
                 if line.data.strip():
@@ -136,6 +147,12 @@ def iter_items(path: Path, mapping: ColumnMapping, stats: ImportStats) -> Iterat
                     yield _too_long(line) if line.size > MAX_ROW_BYTES else _jsonl_row(line, now, mapping)
             return
         yield from _csv_items(path, _lines(fh, stats), mapping, stats, now)
+
+
+def _counted(items: Iterator[Frame | ParseError], stats: ImportStats) -> Iterator[Frame | ParseError]:
+    for item in items:
+        stats.rows += 1
+        yield item
 
 
 def _jsonl_row(line: _Line, now: datetime, mapping: ColumnMapping) -> Frame | ParseError:

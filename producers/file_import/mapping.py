@@ -3,15 +3,22 @@
 ``plan(header, mapping)`` resolves a ColumnMapping against a file's header into a ``Plan``;
 ``Plan.row(fields, lineno, ...)`` turns one CSV row into a Frame or raises ParseError naming the line.
 
-Known exports (profiles) are recognised by their header. NO PUBLIC REAL FILE of either exists (see
-shared/protocols.md §7), so the column names below are ASSUMPTIONS from the vendors' channel names;
-the tests use SYNTHETIC samples only. A wrong guess only changes channel names: any column not named
-here is still imported under its own header text, and a mapping can always override everything.
+Known exports (profiles) are recognised by their header:
 
-* ``powervision`` (Dynojet Power Vision log exported to CSV): ``Time`` plus ``Engine Speed (RPM)``-style
-  headers with the unit in parentheses; time is elapsed seconds.
-* ``winpep8`` (Dynojet WinPEP 8 run export): ``Time`` plus ``Engine RPM``, ``Torque``, ``Horsepower``;
-  elapsed seconds; torque in ft-lb and power in hp (WinPEP's SAE display units).
+* ``winpep8`` (Dynojet WinPEP 8 "Time Export" CSV): the REAL layout of shared/data/dyno
+  (``winpep8_wrl_RunFile_*.csv``): ``Time`` (s from the run start) and ``(DWRT CPU) ...``,
+  ``(DWRT ATMO) ...``, ``(Gen) ...`` columns, values and names after ", ", a trailing empty column,
+  no units row. The units below are the ones the data's README establishes from the values
+  (Power = Torque x RPM / 5252, Distance = integral of Speed, Power = Force x Speed); ``Engine RPM``
+  is in thousands (scale 1000). Other columns keep their header text and no unit. This replaces
+  the layout assumed before a real export existed (``Engine RPM``/``Horsepower`` without prefixes).
+* ``powervision`` (Dynojet Power Vision log exported to CSV): NO PUBLIC REAL FILE exists (see
+  shared/protocols.md §7), so its column names are ASSUMPTIONS from the vendor's channel names and
+  its tests use SYNTHETIC samples: ``Time`` plus ``Engine Speed (RPM)``-style headers with the unit
+  in parentheses; time is elapsed seconds.
+
+A wrong guess only changes channel names: any column not named here is still imported under its
+own header text, and a mapping can always override everything.
 """
 
 from __future__ import annotations
@@ -29,29 +36,44 @@ from common.schema import MAX_NAME_LEN, Channel, Frame, Priority, Quality
 
 __all__ = ["ChannelSpec", "ColumnMapping", "Plan", "TimeFormat", "detect_profile", "parse_time", "plan", "split_unit"]
 
-# Header text (lower case, unit removed) -> (channel name, default unit). Assumed, see module docstring.
-PROFILES: dict[str, dict[str, tuple[str, str]]] = {
+# Header text (lower case; powervision: unit removed) -> (channel name, unit, scale to that unit).
+PROFILES: dict[str, dict[str, tuple[str, str, float]]] = {
     "powervision": {
-        "engine speed": ("rpm", "rpm"),
-        "throttle position": ("tps", "%"),
-        "manifold absolute pressure": ("map", "kPa"),
-        "intake air temperature": ("iat", "degF"),
-        "air fuel ratio": ("afr", "afr"),
-        "vehicle speed": ("speed", "mph"),
+        "engine speed": ("rpm", "rpm", 1.0),
+        "throttle position": ("tps", "%", 1.0),
+        "manifold absolute pressure": ("map", "kPa", 1.0),
+        "intake air temperature": ("iat", "degF", 1.0),
+        "air fuel ratio": ("afr", "afr", 1.0),
+        "vehicle speed": ("speed", "mph", 1.0),
     },
     "winpep8": {
-        "engine rpm": ("rpm", "rpm"),
-        "torque": ("torque", "ft_lb"),
-        "horsepower": ("horsepower", "hp"),
-        "power": ("horsepower", "hp"),
-        "map kpa": ("map", "kPa"),
-        "tps": ("tps", "%"),
-        "iat f": ("iat", "degF"),
-        "afr meas f": ("afr_front", "afr"),
-        "afr meas r": ("afr_rear", "afr"),
-        "vbatt": ("battery", "V"),
+        "(dwrt cpu) engine rpm": ("rpm", "rpm", 1000.0),
+        "(dwrt cpu) power": ("horsepower", "hp", 1.0),
+        "(dwrt cpu) torque": ("torque", "ft_lb", 1.0),
+        "(dwrt cpu) speed": ("speed", "mph", 1.0),
+        "(dwrt cpu) power (uncorrected)": ("(DWRT CPU) Power (uncorrected)", "hp", 1.0),
+        "(dwrt cpu) power drum 1": ("(DWRT CPU) Power Drum 1", "hp", 1.0),
+        "(dwrt cpu) power drum 1 (uncorrected)": ("(DWRT CPU) Power Drum 1 (uncorrected)", "hp", 1.0),
+        "(dwrt cpu) torque (uncorrected)": ("(DWRT CPU) Torque (uncorrected)", "ft_lb", 1.0),
+        "(dwrt cpu) torque drum 1": ("(DWRT CPU) Torque Drum 1", "ft_lb", 1.0),
+        "(dwrt cpu) torque drum 1 (uncorrected)": ("(DWRT CPU) Torque Drum 1 (uncorrected)", "ft_lb", 1.0),
+        "(dwrt cpu) speed 1": ("(DWRT CPU) Speed 1", "mph", 1.0),
+        "(dwrt cpu) distance": ("(DWRT CPU) Distance", "mi", 1.0),
+        "(dwrt cpu) distance 1": ("(DWRT CPU) Distance 1", "mi", 1.0),
+        "(dwrt cpu) distance 2": ("(DWRT CPU) Distance 2", "mi", 1.0),
+        "(dwrt cpu) force": ("(DWRT CPU) Force", "lbf", 1.0),
+        "(dwrt cpu) force 1": ("(DWRT CPU) Force 1", "lbf", 1.0),
+        "(dwrt cpu) force drum 1": ("(DWRT CPU) Force Drum 1", "lbf", 1.0),
+        "(dwrt atmo) humidity": ("(DWRT ATMO) Humidity", "%", 1.0),
+        "(dwrt atmo) pressure": ("(DWRT ATMO) Pressure", "inHg", 1.0),
+        "(dwrt cpu) tcp rx kb/s": ("(DWRT CPU) TCP RX kB/s", "kB/s", 1.0),
+        "(dwrt cpu) tcp tx kb/s": ("(DWRT CPU) TCP TX kB/s", "kB/s", 1.0),
+        "(dwrt cpu) udp rx kb/s": ("(DWRT CPU) UDP RX kB/s", "kB/s", 1.0),
+        "(gen) sampling duration": ("(Gen) Sampling Duration", "s", 1.0),
     },
 }
+WINPEP8_PREFIXES = ("(dwrt cpu) ", "(dwrt atmo) ")
+"""Dynojet DynoWare RT module prefixes of WinPEP 8 channel names (the CPU and the atmospheric module)."""
 
 UNIT_ALIASES = {
     "rpm": "rpm", "kpa": "kPa", "psi": "psi", "bar": "bar", "c": "degC", "°c": "degC", "degc": "degC",
@@ -76,12 +98,12 @@ def split_unit(header: str) -> tuple[str, str]:
 
 
 def detect_profile(header: Sequence[str]) -> str:
-    """``powervision``, ``winpep8`` or ``generic`` from a header row (assumed patterns)."""
+    """``winpep8`` (its real module prefixes), ``powervision`` (assumed pattern) or ``generic`` from a header row."""
     names = {split_unit(h)[0].lower() for h in header}
+    if any(h.strip().lower().startswith(WINPEP8_PREFIXES) for h in header):
+        return "winpep8"
     if "engine speed" in names and any("(" in h for h in header):
         return "powervision"
-    if "engine rpm" in names and names & {"torque", "horsepower", "power"}:
-        return "winpep8"
     return "generic"
 
 
@@ -96,7 +118,7 @@ class Plan:
     time_index: int
     device_index: int | None
     device: str
-    channels: tuple[tuple[int, str, str], ...]  # (column index, name, unit)
+    channels: tuple[tuple[int, str, str, float], ...]  # (column index, name, unit, scale)
     time_format: str
     zone: ZoneInfo
     start: datetime | None
@@ -115,14 +137,18 @@ class Plan:
             device = fields[self.device_index].strip()
             if not device or len(device) > MAX_NAME_LEN:
                 raise ParseError(f"line {lineno}: empty or too long device", "device")
-        out = [ch for i, name, unit in self.channels if (ch := self._cell(i, fields[i].strip(), name, unit, lineno))]
+        out = [
+            ch
+            for i, name, unit, scale in self.channels
+            if (ch := self._cell(i, fields[i].strip(), name, unit, lineno, scale))
+        ]
         if not out:
             raise ParseError(f"line {lineno}: no channel has a value", "empty")
         return Frame(
             "file_import", device, observed, received_at, mono, tuple(out), self.session, priority=Priority.BULK
         )
 
-    def _cell(self, index: int, text: str, name: str, unit: str, lineno: int) -> Channel | None:
+    def _cell(self, index: int, text: str, name: str, unit: str, lineno: int, scale: float = 1.0) -> Channel | None:
         """A cell -> Channel; empty -> None. A column with a unit, or whose first value was a number,
         is numeric; another may hold text."""
         if not text:
@@ -134,7 +160,7 @@ class Plan:
                 raise ParseError(f"line {lineno}: {name[:40]!r} = {text[:40]!r} is not a number", "value") from None
             return Channel(name, text[:1000], unit)  # a text column (gear, note, status)
         self.numeric.setdefault(index, True)
-        return _number(name, value, unit)
+        return _number(name, value * scale if scale != 1.0 else value, unit)
 
 
 def _number(name: str, value: float, unit: str) -> Channel:
@@ -193,10 +219,10 @@ def plan(header: Sequence[str], mapping: ColumnMapping, default_device: str, fir
     specs = mapping.channels or {h: ChannelSpec() for h in header if h not in skip and h}
     channels, names = [], set()
     for col, spec in specs.items():
-        name, unit = _channel(col, spec, profile)
+        name, unit, scale = _channel(col, spec, profile)
         name = name if name not in names else f"{name} #{index[col]}"  # two columns, one name
         names.add(name)
-        channels.append((index[col], name, unit))
+        channels.append((index[col], name, unit, scale))
     zone = ZoneInfo(mapping.timezone)
     start = mapping.start_time
     first = first_row[index[time_col]].strip() if len(first_row) > index[time_col] else ""
@@ -216,9 +242,18 @@ def plan(header: Sequence[str], mapping: ColumnMapping, default_device: str, fir
     )
 
 
-def _channel(column: str, spec: ChannelSpec, profile: str) -> tuple[str, str]:
-    base, unit = split_unit(column)
-    known = PROFILES.get(profile, {}).get(base.lower())
+def _channel(column: str, spec: ChannelSpec, profile: str) -> tuple[str, str, float]:
+    """(name, unit, scale) of a column. A whole-header match of the profile comes first (WinPEP 8's
+    ``Power (uncorrected)`` is not a unit); else the unit in the header, else the profile's."""
+    table = PROFILES.get(profile, {})
+    known = table.get(column.strip().lower())
     if known:
-        base, unit = known[0], unit or known[1]
-    return (spec.name or base)[:MAX_NAME_LEN], spec.unit if spec.unit is not None else unit
+        base, unit, scale = known
+    else:
+        base, unit = split_unit(column)
+        scale = 1.0
+        if profile == "winpep8":
+            base, unit = column.strip(), ""  # no units in WinPEP 8 headers: "(...)" is part of the name
+        elif (match := table.get(base.lower())) is not None:
+            base, unit, scale = match[0], unit or match[1], match[2]
+    return (spec.name or base)[:MAX_NAME_LEN], spec.unit if spec.unit is not None else unit, scale

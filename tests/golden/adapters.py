@@ -265,6 +265,36 @@ def run_file_import(case: Case, shared_data: Path) -> list[Item]:
     return list(iter_items(path, ColumnMapping(**case.settings), stats))
 
 
+def run_can(case: Case, shared_data: Path) -> list[Item]:
+    """CanSource replaying the capture (candump) through python-can's reader and the DBC decoder,
+    one message per read. Settings: ``dbc`` (bus -> DBC paths relative to ../shared/data), ``checksum``,
+    ``dbc_strict``, ``min_interval_s``, ``deadband``. Log times are shifted to start at the clock's T0.
+    """
+    from producers.can.dbc import load_bus_dbcs
+    from producers.can.decode import CanDecoder
+    from producers.can.feeds import LogFeed
+    from producers.can.source import CanSource
+    from producers.can.throttle import Throttle
+
+    s = case.settings
+    assert case.capture is not None, "can cases replay a real capture"
+    dbc = {bus: [shared_data / p for p in paths] for bus, paths in s.get("dbc", {}).items()}
+    buses = load_bus_dbcs(dbc, s.get("checksum", {}), s.get("dbc_strict", False))
+    throttle = Throttle(s.get("min_interval_s", {}), s.get("deadband", {}))
+    clock = StepClock()
+    feed = LogFeed(shared_data / case.capture, 0.0, "shift", clock, start=T0)
+    source = CanSource(feed, CanDecoder(buses, throttle=throttle), case.capture, clock)
+    out: list[Item] = []
+    source.open()
+    try:
+        while not source.exhausted:
+            clock.tick()
+            out += source.read(0)
+    finally:
+        source.close()
+    return out
+
+
 ADAPTERS: dict[str, Adapter] = {
     "gps_nmea": Adapter(run_gps),
     "scales": Adapter(run_scales),
@@ -274,6 +304,7 @@ ADAPTERS: dict[str, Adapter] = {
     "jsonl": Adapter(run_jsonl),
     "simulate": Adapter(run_simulate),
     "file_import": Adapter(run_file_import, volatile=frozenset(["rcv", "mono"])),
+    "can": Adapter(run_can),
 }
 """Source name -> adapter. The golden folder ``tests/golden/<source>/`` uses the same name."""
 

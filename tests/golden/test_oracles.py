@@ -121,8 +121,9 @@ def test_winpep_imports_hold_the_readme_peaks() -> None:
     for run, (rows, power, at, rpm) in peaks.items():
         f = frames(expected("file_import", f"winpep8-runfile-{run}"))
         assert len(f) == rows
-        best = max((r for r in f if "(DWRT CPU) Power" in r), key=lambda r: r["(DWRT CPU) Power"])
-        assert best["(DWRT CPU) Power"] == power and best["(DWRT CPU) Engine RPM"] == rpm
+        # the real WinPEP 8 columns: (DWRT CPU) Power -> horsepower, Engine RPM (thousands) -> rpm x 1000
+        best = max((r for r in f if "horsepower" in r), key=lambda r: r["horsepower"])
+        assert best["horsepower"] == power and best["rpm"] == pytest.approx(rpm * 1000, abs=1e-9)
         assert best["_obs"].startswith(f"2024-05-09T00:00:{at}")
 
 

@@ -1,7 +1,8 @@
 """file_import: column mappings, bad rows with line numbers, streaming, idempotent keys (fakeredis).
 
-Every CSV here is SYNTHETIC: no public real PowerVision or WinPEP 8 export exists, so the
-"PowerVision" and "WinPEP 8" headers below follow the assumed layouts in producers/file_import/mapping.py.
+Every CSV here is SYNTHETIC. No public real PowerVision export exists, so its headers follow the
+assumed layout in producers/file_import/mapping.py; the WinPEP 8 sample copies the layout of the real
+exports in shared/data/dyno (tested themselves in tests/integration/test_ecu_log_import.py).
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ POWERVISION = """Time (s),Engine Speed (RPM),Throttle Position (%),Manifold Abso
 0.00,1200,5.1,35.2,N
 0.05,1250,7.5,38.0,1
 """
-# Synthetic WinPEP 8-style export: SAE units implied by the column names.
-WINPEP8 = """Time,Engine RPM,Torque,Horsepower,AFR Meas F
-1.5,3500,84.7,56.4,12.8
-"""
+# Synthetic values in the real WinPEP 8 Time Export layout: module prefixes, ", " separators, a
+# trailing empty column, Engine RPM in thousands, no units row.
+WINPEP8 = (
+    "Time, (DWRT CPU) Engine RPM, (DWRT CPU) Torque, (DWRT CPU) Power, (DWRT CPU) Power (uncorrected),"
+    " (DWRT CPU) WB Volts Petrol AFR, \n"
+    "1.5, 3.5, 84.7, 56.4, 45.6, , \n"
+)
 GENERIC = """timestamp;device;oil (psi);coolant [°C];note
 2026-11-23T10:00:00Z;pump-1;42.5;80.1;ok
 2026-11-23T10:00:01Z;pump-2;43;81;
@@ -87,12 +91,12 @@ def test_powervision_rows(tmp_path: Path) -> None:
 def test_winpep8_units_from_profile(tmp_path: Path) -> None:
     [frame] = items(write(tmp_path, WINPEP8), ColumnMapping(start_time=NOW))
     assert isinstance(frame, Frame)
-    assert [(c.name, c.unit) for c in frame.channels] == [
-        ("rpm", "rpm"),
-        ("torque", "ft_lb"),
-        ("horsepower", "hp"),
-        ("afr_front", "afr"),
-    ]
+    assert [(c.name, c.value, c.unit) for c in frame.channels] == [
+        ("rpm", 3500.0, "rpm"),
+        ("torque", 84.7, "ft_lb"),
+        ("horsepower", 56.4, "hp"),
+        ("(DWRT CPU) Power (uncorrected)", 45.6, "hp"),  # "(uncorrected)" is part of the name, not a unit
+    ]  # the blank AFR cell is no channel
     assert frame.observed_at == NOW + timedelta(seconds=1.5)
 
 

@@ -86,7 +86,7 @@ def with_dummy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SourceSpec:
 
 def test_every_registered_source_has_a_settings_section_and_a_factory() -> None:
     specs = registry.by_name()
-    assert set(specs) == {"simulate", "jsonl", "gps_nmea", "obd", "dyno_udp", "afr_serial", "scales"}
+    assert set(specs) == {"simulate", "jsonl", "gps_nmea", "obd", "dyno_udp", "afr_serial", "scales", "can"}
     for name, spec in specs.items():
         assert SOURCE_NAME.fullmatch(name)
         assert spec.section is not None and spec.section in Settings.model_fields, name
