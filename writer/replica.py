@@ -74,7 +74,11 @@ def run_writer(
         for rank, (lane, prios) in enumerate(LANES)
     ]  # fmt: skip
     upkeep = PartitionUpkeep(
-        settings, stats, wall, lambda: connect_pg(settings.postgres), upkeep_interval_s or UPKEEP_INTERVAL_S
+        settings,
+        stats,
+        wall,
+        lambda: connect_pg(settings.postgres),
+        UPKEEP_INTERVAL_S if upkeep_interval_s is None else upkeep_interval_s,
     )
     failures: list[BaseException] = []
 
