@@ -25,7 +25,7 @@ from common.backoff import Backoff
 from common.breaker import Breaker
 from common.errors import SpoolUnavailableError
 from common.publish import REJECTION_PRIORITY, Publisher
-from common.schema import Frame, Rejection, encode
+from common.schema import REJECTION_MARK, Frame, Rejection, encode
 from producers.spool import Append, Spool
 from producers.stats import ProducerStats
 
@@ -196,8 +196,9 @@ class Outbox:
             records = spool.peek(REPLAY_BATCH)
             sent, error = self.publisher.send_entries([(r.priority, r.fields) for r in records])
             spool.consume(records[:sent])
-            self.stats.frames_replayed += sent
-            self.stats.published_by_priority.update(r.priority.value for r in records[:sent])
+            frames = [r.priority.value for r in records[:sent] if REJECTION_MARK not in r.fields]
+            self.stats.frames_replayed += len(frames)
+            self.stats.published_by_priority.update(frames)
             if error is not None:
                 self._redis_failed(error)
                 return

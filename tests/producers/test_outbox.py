@@ -49,6 +49,8 @@ def test_outbox_spools_while_redis_is_down_then_replays_in_order(tmp_path: Path)
         assert outbox.deliver(stop)
     assert [f[b"seq"] for _, f in healthy.xrange(NAMES.stream(Priority.NORMAL))] == [b"1", b"2", b"3", b"4", b"5"]
     assert [f[b"line"] for _, f in healthy.xrange(NAMES.stream(Priority.BULK))] == [b"3"]
+    # the spooled rejection entry is delivered but is no published frame
+    assert stats.frames_replayed == stats.frames_published == 5 and stats.published_by_priority == {"normal": 5}
     assert outbox.finish(0.0) and stats.frames_unsent == 0
 
 
