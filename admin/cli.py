@@ -18,6 +18,7 @@ telemetry-admin deadletter list [--count N]
 telemetry-admin deadletter show ID
 telemetry-admin deadletter replay ID... | --all
 telemetry-admin deadletter purge ID... | --all
+telemetry-admin run start|stop|mark|list|show|summarise|import|compare|plot|export   # runs (admin/run_cli.py)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import psycopg
 from redis.exceptions import RedisError
 
+from admin.run_cli import add_parser as add_run_parser
 from common.errors import ConfigError
 from common.redis_client import connect_redis
 from common.settings import Settings, load_settings
@@ -266,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unverified", action="store_true", help="replay: also dead letters without a valid signature")
     p.set_defaults(fn=_dead)
     _add_import(sub)
+    add_run_parser(sub)  # telemetry-admin run ... (issue 17)
     return parser
 
 

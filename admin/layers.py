@@ -2,7 +2,8 @@
 
 The rules (issue 16): ``common`` imports none of the other packages; ``producers`` imports
 neither ``writer`` nor ``admin``; ``writer`` imports neither ``producers`` nor ``admin``;
-``admin`` imports ``writer`` and ``common`` but not ``producers``. Every import counts, also one
+``admin`` imports ``writer`` and ``common`` but not ``producers``; ``runs`` (issue 17) imports
+neither ``producers`` nor ``admin``. Every import counts, also one
 inside a function, and so does ``importlib.import_module("<package>...")`` with a literal name.
 Prints each breach as ``path:line: package -> forbidden`` and exits 1 if there is one, else
 prints a one-line summary and exits 0. It reads source files only; it imports nothing of them.
@@ -24,6 +25,7 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "producers": frozenset({"writer", "admin"}),
     "writer": frozenset({"producers", "admin"}),
     "admin": frozenset({"producers"}),
+    "runs": frozenset({"producers", "admin"}),
 }
 """Package -> the top-level packages it may not import."""
 

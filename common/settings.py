@@ -34,7 +34,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from common.errors import ConfigError
-from common.schema import MAX_NAME_LEN
+from common.schema import MAX_NAME_LEN, Priority
 from common.streams import DEFAULT_NAMESPACE, StreamNames
 
 ENV_PREFIX = "TELEMETRY_"
@@ -488,6 +488,53 @@ class FileImportSettings(Section):
     """How long rq keeps a finished or failed import's result and progress."""
 
 
+class RunRule(Section):
+    """Automatic runs (telemetry-runs): a channel above ``start_above`` for ``start_for_s`` starts a run
+    at the first frame above; below ``stop_below`` for ``stop_for_s`` ends it at the first frame below."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+    """Rule name, also the base name of its runs ("pull", "pull 2", ...)."""
+    channel: str = Field(min_length=1, max_length=MAX_NAME_LEN)
+    """Channel evaluated (exact name, e.g. "Engine RPM"), in the frame's own unit."""
+    start_above: float
+    stop_below: float
+    start_for_s: float = Field(default=1.0, ge=0, le=3600)
+    stop_for_s: float = Field(default=2.0, ge=0, le=3600)
+    device: str = "*"
+    """Devices the rule applies to (fnmatch pattern); one run per device."""
+    kind: str = Field(default="run", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    stable_within: float | None = Field(default=None, gt=0)
+    """Also require the value to stay within +- this of where it crossed (a stable weight starts a weighing)."""
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> RunRule:
+        if self.stop_below > self.start_above:
+            raise ValueError(f"rule {self.name!r}: stop_below must not exceed start_above")
+        return self
+
+
+class RunsSettings(Section):
+    rules: list[RunRule] = []
+    """JSON list of rules, e.g. [{"name": "pull", "kind": "dyno", "channel": "Engine RPM",
+    "start_above": 2000, "start_for_s": 1, "stop_below": 1500, "stop_for_s": 2}]; optional keys
+    "device" (fnmatch pattern, default "*") and "stable_within" (see README, Runs)."""
+    priorities: list[str] = ["critical", "high", "normal", "low"]
+    """Priority streams the detector reads (bulk = file imports, which become runs of their own)."""
+    batch: int = Field(default=500, ge=1, le=10_000)
+    """Entries read per XREADGROUP."""
+    block_ms: int = Field(default=1000, ge=10, le=60_000)
+    """How long one read waits for new entries (also the pace of summarising closed runs)."""
+
+    @field_validator("priorities")
+    @classmethod
+    def _known_priorities(cls, value: list[str]) -> list[str]:
+        known = {p.value for p in Priority}
+        bad = [p for p in value if p not in known]
+        if bad or not value:
+            raise ValueError(f"priorities must be some of {sorted(known)}, got {value}")
+        return value
+
+
 class Settings(BaseSettings):
     """Every setting of every process; each process reads the sections it needs."""
 
@@ -517,6 +564,7 @@ class Settings(BaseSettings):
     can: CanSettings = CanSettings()
     file_import: FileImportSettings = FileImportSettings()
     http: HttpSettings = HttpSettings()
+    runs: RunsSettings = RunsSettings()
 
 
 class SettingField(NamedTuple):

@@ -18,6 +18,12 @@ from common.schema import Priority
 WRITER_GROUP = "writer"
 """The one consumer group every writer replica joins."""
 
+RUNS_GROUP = "runs"
+"""The run detector's group (telemetry-runs); trimming waits for it when it exists (writer/trim.py)."""
+
+KNOWN_GROUPS = (WRITER_GROUP, RUNS_GROUP)
+"""The groups the project creates: every other group on a priority stream is foreign."""
+
 DEFAULT_NAMESPACE = "telemetry"
 
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

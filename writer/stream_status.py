@@ -12,7 +12,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from common.streams import StreamNames, parse_entry_id
+from common.streams import KNOWN_GROUPS, StreamNames, parse_entry_id
 from writer.stream_ids import AHEAD_TOLERANCE_MS
 
 
@@ -40,7 +40,8 @@ def stream_status(redis: Redis, names: StreamNames, now_ms: int | None = None) -
             ahead = parse_entry_id(info.get("last-generated-id"))[0] > now_ms + AHEAD_TOLERANCE_MS
             for group in redis.xinfo_groups(key):
                 if _text(group["name"]) != names.group:
-                    foreign.append(_text(group["name"]))
+                    if _text(group["name"]) not in KNOWN_GROUPS:  # the run detector's group is ours
+                        foreign.append(_text(group["name"]))
                     continue
                 lag = group.get("lag")
                 pending = int(group["pending"])

@@ -1,16 +1,18 @@
-"""Trim priority streams, deleting only entries the writer group has acknowledged.
+"""Trim priority streams, deleting only entries every known group has acknowledged.
 
-For each stream the safe point is the writer group's oldest pending entry, or just past its
-last delivered ID when nothing is pending; ``XTRIM MINID`` removes only entries below it.
-Groups the project did not create (``XGROUP CREATE … audit 0`` with a stolen writer password,
-or a forgotten consumer of someone's) are ignored: they would pin the trim point forever and
-fill Redis. ``foreign_groups`` lists them so the writer logs an error and exports a metric.
-Entries not yet delivered to a group are never trimmed. One pass repeats the approximate
-``XTRIM`` while calls still remove entries, so what Redis holds of acknowledged entries stays
-at a few seconds of ingest however fast producers write. It also drops the dead-letter index
-members of entries no longer in their stream. ``unread_deletions`` notices the opposite:
-someone else deleting entries the group has not read (``XADD ... MAXLEN`` with a stolen
-producer password, a manual ``XTRIM``). No PostgreSQL here.
+For each stream the safe point is the writer group's oldest pending entry, or just past its last
+delivered ID when nothing is pending; ``XTRIM MINID`` removes only entries below it. Where the
+run detector's group (``runs``, telemetry-runs) exists too, the safe point is the lower of the
+two groups' points, so the detector never misses an entry (a stopped detector then holds entries
+back: retire it with XGROUP DESTROY). Groups the project did not create (``XGROUP CREATE … audit
+0`` with a stolen writer password, or a forgotten consumer of someone's) are ignored: they would
+pin the trim point forever and fill Redis. ``foreign_groups`` lists them so the writer logs an
+error and exports a metric. Entries not yet delivered to a group are never trimmed. One pass
+repeats the approximate ``XTRIM`` while calls still remove entries, so what Redis holds of
+acknowledged entries stays at a few seconds of ingest however fast producers write. It also
+drops the dead-letter index members of entries no longer in their stream. ``unread_deletions``
+notices the opposite: someone else deleting entries the group has not read (``XADD ... MAXLEN``
+with a stolen producer password, a manual ``XTRIM``). No PostgreSQL here.
 """
 
 from __future__ import annotations
@@ -21,25 +23,27 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from common.streams import StreamNames, parse_entry_id, reply_text
+from common.streams import KNOWN_GROUPS, StreamNames, parse_entry_id, reply_text
 
 
 def foreign_groups(redis: Redis, names: StreamNames, keys: Sequence[str] | None = None) -> list[tuple[str, str]]:
-    """(stream, group) for every consumer group on the priority streams other than the writer's."""
+    """(stream, group) for every consumer group on the priority streams other than the known ones."""
     out = []
     for key in keys or names.streams:
         try:
             groups = redis.xinfo_groups(key)
         except ResponseError:  # no such stream yet
             continue
-        out += [(key, reply_text(g["name"])) for g in groups if reply_text(g["name"]) != names.group]
+        out += [(key, reply_text(g["name"])) for g in groups if reply_text(g["name"]) not in KNOWN_GROUPS]
     return out
 
 
-def safe_trim_point(redis: Redis, key: str, group_name: str) -> str | None:
-    """The MINID below which every entry of ``key`` is acknowledged by the group ``group_name``."""
-    groups = [g for g in redis.xinfo_groups(key) if reply_text(g["name"]) == group_name]
-    if not groups:
+def safe_trim_point(redis: Redis, key: str, group_name: str | tuple[str, ...]) -> str | None:
+    """The MINID below which every entry of ``key`` is acknowledged by the group ``group_name`` (by
+    every existing one of several); None when the (first) group does not exist."""
+    wanted = (group_name,) if isinstance(group_name, str) else group_name
+    groups = [g for g in redis.xinfo_groups(key) if reply_text(g["name"]) in wanted]
+    if not any(reply_text(g["name"]) == wanted[0] for g in groups):
         return None
     points = []
     for group in groups:
@@ -69,7 +73,7 @@ def trim_acked(redis: Redis, names: StreamNames, keys: Sequence[str] | None = No
     """
     removed = 0
     for key in keys or names.streams:
-        point = safe_trim_point(redis, key, names.group)
+        point = safe_trim_point(redis, key, KNOWN_GROUPS)
         if point is None or point == "0-1":
             continue
         for _ in range(MAX_CALLS_PER_PASS):

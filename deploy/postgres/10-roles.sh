@@ -4,6 +4,8 @@
 #
 #   telemetry_owner   owns the database and the schema; `telemetry-admin migrate` runs as it.
 #   telemetry_writer  what telemetry-write and telemetry-admin status connect as.
+#   telemetry_runs    NOLOGIN group for the run detector and run verbs (grants: migration 009);
+#                     grant it to a login role to run telemetry-runs with least privilege.
 #
 # The tables themselves are created by the one-shot `migrate` service, never here, so a box
 # without Docker runs the same migration (`telemetry-admin migrate`). Passwords come from the
@@ -29,6 +31,8 @@ SELECT format('CREATE ROLE telemetry_owner LOGIN PASSWORD %L', :'owner_pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_owner') \gexec
 SELECT format('CREATE ROLE telemetry_writer LOGIN PASSWORD %L', :'writer_pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_writer') \gexec
+SELECT 'CREATE ROLE telemetry_runs NOLOGIN'
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_runs') \gexec
 SELECT format('CREATE DATABASE %I OWNER telemetry_owner', :'db')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \gexec
@@ -46,4 +50,4 @@ SELECT format('GRANT USAGE ON SCHEMA %I TO telemetry_writer', :'schema') \gexec
 -- as telemetry_owner): only the DML the writer needs, and partition maintenance through two
 -- SECURITY DEFINER functions. The writer is not a member of the owner role.
 SQL
-echo "telemetry: database $db, schema $schema, roles telemetry_owner and telemetry_writer ready"
+echo "telemetry: database $db, schema $schema, roles telemetry_owner, telemetry_writer and telemetry_runs ready"

@@ -63,11 +63,29 @@ class _AllowList:
         return None
 
 
-class ImportWorker(_AllowList, Worker):
+PUBSUB_POLL_S = 1.0
+"""How long the worker's command-channel thread waits per poll. rq's own 60 s made every
+shutdown (``--burst`` included) hang up to a minute: redis-py >= 8 joins that thread on stop."""
+
+
+class _QuickTeardown:
+    """Mixin for an rq worker class: rq's ``subscribe`` with a short poll, so teardown is prompt."""
+
+    def subscribe(self) -> None:
+        worker: Any = self  # rq's attributes, set up by BaseWorker
+        worker.log.info("Worker %s: subscribing to channel %s", worker.name, worker.pubsub_channel_name)
+        worker.pubsub = worker.connection.pubsub()
+        worker.pubsub.subscribe(**{worker.pubsub_channel_name: worker.handle_payload})
+        worker.pubsub_thread = worker.pubsub.run_in_thread(
+            sleep_time=PUBSUB_POLL_S, daemon=True, exception_handler=worker._pubsub_exception_handler
+        )
+
+
+class ImportWorker(_QuickTeardown, _AllowList, Worker):
     """The deployed worker: each allowed job runs in a forked work horse, as rq does."""
 
 
-class InProcessImportWorker(_AllowList, SimpleWorker):
+class InProcessImportWorker(_QuickTeardown, _AllowList, SimpleWorker):
     """The same checks, jobs run in the worker's own process (tests, debugging)."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,6 +90,18 @@ def test_import_twice_creates_no_duplicates(isettings: Settings, redis: Redis, t
     assert "100.0%" in text and "300 rows" in text and "bad row, line 101" in text
 
 
+def test_worker_teardown_is_prompt(isettings: Settings, redis: Redis) -> None:
+    """rq polls its command channel every 60 s and redis-py >= 8 joins that thread on stop: a
+    ``--burst`` worker then took up to a minute to exit after its last job."""
+    worker = build_worker(get_queue(isettings, redis))
+    worker.subscribe()  # type: ignore[no-untyped-call]
+    assert worker.pubsub_thread is not None and worker.pubsub_thread.sleep_time <= 1.0
+    started = time.monotonic()
+    worker.unsubscribe()  # type: ignore[no-untyped-call]
+    assert not worker.pubsub_thread.is_alive()
+    assert time.monotonic() - started < 15, "teardown waited for rq's 60 s poll"
+
+
 def test_import_waits_for_the_writer_backlog(isettings: Settings, redis: Redis, tmp_path: Path) -> None:
     s = isettings.model_copy(
         update={"file_import": FileImportSettings(queue=isettings.file_import.queue, chunk_rows=20, max_backlog=40)}
@@ -113,6 +126,7 @@ def test_import_waits_for_the_writer_backlog(isettings: Settings, redis: Redis, 
             _, err = worker.communicate(timeout=30)
         finally:
             worker.kill()
+            worker.wait()
         assert worker.returncode == 0, err.decode()[-2000:]
         wait_for(lambda: count_readings(s) == 400 * 2, 30, what="all rows after the writer started")
     assert job.get_status(refresh=True) == "finished"

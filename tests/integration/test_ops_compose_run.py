@@ -32,6 +32,7 @@ from psycopg import sql
 from redis import Redis
 from rq import Queue, Worker
 
+from common.schema import Priority
 from common.settings import Settings
 from tests import processes
 from tests.conftest import REPO
@@ -95,7 +96,7 @@ def local_env(env: dict[str, Any], redis_url: str, pg_dsn: str, ns: str, volume:
 def stack(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     local = {n: s for n, s in services.items() if n not in SERVERS and "profiles" not in s}
-    assert set(local) == {"migrate", "writer", "rq-worker", "producer-simulate", "archiver"}
+    assert set(local) == {"migrate", "writer", "rq-worker", "producer-simulate", "archiver", "runs"}
     ns = "t" + uuid.uuid4().hex[:10]
     envs = {n: local_env(s.get("environment") or {}, redis_url, pg_dsn, ns, tmp_path) for n, s in local.items()}
     queue = f"imports-{ns}"  # rq keys are not namespaced: never share a queue with other tests
@@ -112,7 +113,7 @@ def stack(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[dict[str, Any
             writer_ports.append(_free_port())
             env = {**envs["writer"], "TELEMETRY_HTTP__PORT": str(writer_ports[-1])}
             procs[f"writer-{replica}"] = subprocess.Popen(commands["writer"], env=env, cwd=REPO)
-        for name in ("producer-simulate", "rq-worker"):
+        for name in ("producer-simulate", "rq-worker", "runs"):
             procs[name] = subprocess.Popen(commands[name], env=envs[name], cwd=REPO)
         # The archiver is a shell loop (export what is due, sleep an hour): its own process group,
         # so the teardown ends the loop and its sleep together.
@@ -183,5 +184,9 @@ def test_compose_services_run_locally_and_commit_readings(stack: dict[str, Any])
     wait_for(lambda: len(Worker.all(queue=Queue(stack["queue"], connection=r))) == 1, 20, what="rq worker registered")
     before = count_readings(settings)
     wait_for(lambda: count_readings(settings) > before, 10, interval=0.2, what="readings keep flowing")
+    # The run detector (telemetry-runs) reads the streams with its own group, which trimming waits for.
+    normal = settings.redis.names.stream(Priority.NORMAL)
+    groups = lambda: {g["name"].decode(): g for g in r.xinfo_groups(normal)}  # noqa: E731
+    wait_for(lambda: "runs" in groups() and groups()["runs"]["entries-read"], 20, what="the runs group reading")
     spool = Path(envs["producer-simulate"]["TELEMETRY_PRODUCER__SPOOL_DIR"])
     assert [p.name for p in spool.iterdir()], "the producer runs with its spool (compose turns it on)"

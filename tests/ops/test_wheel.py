@@ -41,7 +41,9 @@ def dockerfile_build_copies() -> list[str]:
 
 def test_dockerfile_build_stage_copies_what_the_wheel_needs() -> None:
     copies = " ".join(dockerfile_build_copies()).split()
-    assert {"pyproject.toml", "README.md", "common", "producers", "writer", "admin", "deploy/wheels.sh"} <= set(copies)
+    assert {"pyproject.toml", "README.md", "common", "producers", "writer", "runs", "admin", "deploy/wheels.sh"} <= set(
+        copies
+    )
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> str:
