@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     telemetry = WriterTelemetry(settings)
     server = serve(settings.http, WRITER_PORT, telemetry.endpoints())
     try:
-        run_writer(settings, stop, consumer=args.consumer, stats_out=telemetry.live, observe=telemetry.observe)
+        run_writer(settings, stop, consumer=args.consumer, stats=telemetry.stats, observe=telemetry.observe)
     finally:
         if server is not None:
             server.close()

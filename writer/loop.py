@@ -43,7 +43,6 @@ from writer.batch import Batcher, Item
 from writer.consumers import forget_idle_consumers, forget_self
 from writer.deadletter import Outcome, dead_letter
 from writer.gate import CHECK_EVERY, PriorityGate
-from writer.latency import record_latency
 from writer.pg import PgLink, mask_dsn
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.read_ahead import ReadAhead
@@ -91,6 +90,7 @@ class Writer:
         rank: int = 0,
         wall: Clock | None = None,
         sink: Sink | None = None,
+        observe: Observer | None = None,
     ):
         self.s = settings
         self.wall = wall or SystemClock()
@@ -115,7 +115,7 @@ class Writer:
         self.next_reclaim = 0.0
         self.next_trim = 0.0
         self.last_snapshot: dict[tuple[str, str, str | None], float] = {}
-        self.observe: Observer = _ignore
+        self.observe: Observer = observe or _ignore
         self.deferred: dict[tuple[str, bytes], tuple[Failure, float]] = {}
         """Dead letters Redis refused, by (stream, id), with when they were first tried; still pending."""
         self.next_deferred = 0.0
@@ -374,7 +374,7 @@ class Writer:
                     return
         self.pg_backoff.reset()
         with self.stats.lock:
-            record_latency(self.stats.latency, [f for _, f in committed], time.time())
+            self.stats.record_latency([f for _, f in committed], time.time())
         faults.hit("after_commit")
         # Ack first: XACK needs no Redis memory, a dead letter does (and may be refused).
         self._ack([e for e, _ in committed], stop)

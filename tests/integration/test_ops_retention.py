@@ -94,8 +94,7 @@ def test_a_forward_clock_jump_drops_nothing_and_is_refused_with_a_metric(setting
     assert "clock moved" in report.plan.refusal and report.dropped == []
     assert count_readings(settings) == 25
     assert stats.retention_refusals == 1 and stats.retention_refused
-    telemetry = WriterTelemetry(settings)
-    telemetry.live["live"] = stats
+    telemetry = WriterTelemetry(settings, stats=stats)
     text = generate_latest(telemetry.registry).decode()
     assert "telemetry_writer_retention_refusals_total 1.0" in text
     assert "telemetry_writer_retention_refused 1.0" in text
