@@ -40,8 +40,6 @@ HELPERS = {
 PENDING = {
     "dyno/*.msl": "MegaLogViewer ASCII ECU log: 7,977 rows x 26 channels would make a ~9 MB expected.jsonl; "
     "tests/producers/test_ecu_logs.py and tests/integration/test_ecu_log_import.py check it against the README",
-    "can/*.MF4": "CAN log (MDF4): python-can reads it only with asammdf, not installed; the same frames are "
-    "the .candump.log cases",
 }
 """Captures of sources not in the tree yet: a case is a folder to add with that source."""
 
