@@ -439,6 +439,9 @@ class CanSettings(Section):
     (logs stamped with boot time, or older than the writer's partitions); ``keep`` = the log's own epoch time."""
     replay_start: datetime | None = None
     """With LOG_TIME=shift: the time the log's first message is observed at (ISO 8601 with zone); None = now."""
+    log_channels: list[str] = Field(default_factory=list)
+    """With LOG_FILE: replay only these buses, as JSON (``["can1"]``: a candump interface; an MF4 bus
+    channel n is ``can{n}``); the other buses' messages are counted (``other_bus``), not decoded. Empty = all."""
     dbc: dict[str, list[Path]] = Field(default_factory=dict)
     """Bus name (the interface channel, or the log's channel such as ``can1``; ``*`` = every bus) ->
     DBC files decoding it, as JSON: ``{"can0": ["/etc/telemetry/pt.dbc"], "*": ["obd2.dbc"]}``."""
