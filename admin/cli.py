@@ -178,9 +178,10 @@ def _status(s: Settings, args: argparse.Namespace) -> int:
     url = args.writer_url or f"http://{s.http.host}:{s.http.port or 9108}"
     latency = (lambda: writer_latency(url)) if url != "none" else (lambda: None)
     if args.json:
-        print(json.dumps(snapshot(redis, s.redis.names, pg, args.sample_s, args.top, latency), indent=2, default=str))
+        data = snapshot(redis, s.redis.names, pg, args.sample_s, args.top, args.producer, latency)
+        print(json.dumps(data, indent=2, default=str))
     else:
-        watch(redis, s.redis.names, pg, max(0.2, args.interval), args.top, latency=latency)
+        watch(redis, s.redis.names, pg, max(0.2, args.interval), args.top, producer_urls=args.producer, latency=latency)
     return 0
 
 
@@ -259,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     p.add_argument("--sample-s", type=float, default=1.0, help="--json: seconds over which rates are measured")
     p.add_argument("--top", type=int, default=10, help="producers listed (most recent, and most gaps)")
+    p.add_argument(
+        "--producer",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a producer's ops endpoint (http://host:9109), repeatable: show its source's own counters",
+    )
     p.add_argument("--writer-url", help="a writer's endpoint for e2e latency (default this host's :9108; none)")
     p.set_defaults(fn=_status)
     p = sub.add_parser("deadletter", help="list, show, replay or purge dead letters")

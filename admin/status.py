@@ -1,7 +1,8 @@
 """``telemetry-admin status``: what flows, what is stuck and why, in one live terminal view.
 
 ``sample()`` gathers one snapshot as plain data (Redis: streams, consumers, dead letters;
-PostgreSQL: producer progress and gaps); ``add_rates()`` turns two snapshots into rates
+PostgreSQL: producer progress and gaps; the producer endpoints given with ``--producer``: their
+sources' own counters, admin/source_events.py); ``add_rates()`` turns two snapshots into rates
 (pure); ``render()`` draws a snapshot with rich (pure). ``watch()`` refreshes the view until
 Ctrl-C; ``--json`` prints one snapshot with rates measured over ``--sample-s``. Read-only.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -21,6 +22,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from admin.source_events import scrape
 from common.streams import StreamNames, reply_text
 from writer import freshness, staleness
 from writer.progress_status import progress_by_source, recent_producers, top_gaps
@@ -96,6 +98,7 @@ def sample(
     names: StreamNames,
     pg: Callable[[], psycopg.Connection[Any]],
     top: int = 10,
+    producer_urls: Sequence[str] = (),
     latency: Callable[[], dict[str, dict[str, float]] | None] = lambda: None,
 ) -> dict[str, Any]:
     """One snapshot of the pipeline as plain (JSON-ready) data; ``latency``: a writer's e2e latency."""
@@ -125,7 +128,14 @@ def sample(
             "deadletter": None,
             "redis_error": f"{type(exc).__name__}: {exc}",
         }
-    return {"at": at, "namespace": names.namespace, **redis_part, "producers": _producers(pg, top)}
+    producers = _producers(pg, top)
+    return {
+        "at": at,
+        "namespace": names.namespace,
+        **redis_part,
+        "producers": producers,
+        "source_events": scrape(producer_urls),
+    }
 
 
 def _memory(redis: Redis) -> dict[str, int] | None:
@@ -208,6 +218,15 @@ def render(data: dict[str, Any]) -> RenderableType:
                 for r in prod["stale"]
             ]
             parts.append(_table("stale channels (not arrived within their timeout)", cols, rows))
+    events = data.get("source_events") or []
+    if events:
+        rows = [
+            [e["endpoint"], e.get("source"), e.get("device"), e.get("event"), e.get("count", e.get("error"))]
+            for e in events
+        ]
+        parts.append(
+            _table("source events (producer endpoints)", ["endpoint", "source", "device", "event", "count"], rows)
+        )
     dead = data["deadletter"]
     if dead is not None:
         rows = [[d["id"], d["reason"], d["stream"], d["error"]] for d in dead["recent"]]
@@ -223,6 +242,7 @@ def watch(
     top: int = 10,
     console: Console | None = None,
     frames: int | None = None,
+    producer_urls: Sequence[str] = (),
     latency: Callable[[], dict[str, dict[str, float]] | None] = lambda: None,
 ) -> None:
     """Redraw the view every ``interval`` seconds until Ctrl-C (or ``frames`` redraws)."""
@@ -230,7 +250,7 @@ def watch(
     drawn = 0
     with contextlib.suppress(KeyboardInterrupt), Live(console=console, auto_refresh=False, screen=False) as live:
         while frames is None or drawn < frames:
-            cur = add_rates(prev, sample(redis, names, pg, top, latency))
+            cur = add_rates(prev, sample(redis, names, pg, top, producer_urls, latency))
             live.update(render(cur), refresh=True)
             prev, drawn = cur, drawn + 1
             if frames is None or drawn < frames:
@@ -243,10 +263,11 @@ def snapshot(
     pg: Callable[[], psycopg.Connection[Any]],
     sample_s: float,
     top: int = 10,
+    producer_urls: Sequence[str] = (),
     latency: Callable[[], dict[str, dict[str, float]] | None] = lambda: None,
 ) -> dict[str, Any]:
     """One snapshot for scripts, with rates measured over ``sample_s`` seconds (0 = no rates)."""
-    first = sample(redis, names, pg, top, latency) if sample_s > 0 else None
+    first = sample(redis, names, pg, top, producer_urls, latency) if sample_s > 0 else None
     if first is not None:
         time.sleep(sample_s)
-    return add_rates(first, sample(redis, names, pg, top, latency))
+    return add_rates(first, sample(redis, names, pg, top, producer_urls, latency))

@@ -11,11 +11,13 @@ import sys
 import threading
 
 from common.settings import load_settings
+from writer.gc_tuning import tune_writer_gc
 from writer.replica import run_writer
 
 
 def main() -> None:
     out_path, consumer = sys.argv[1], sys.argv[2]
+    tune_writer_gc()  # as telemetry-write does (writer/cli.py)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stats = run_writer(load_settings(), stop, consumer=consumer)

@@ -1,15 +1,14 @@
 """Shared pieces of the metrics every process exports: names, breaker states, per-operation summaries.
 
-``OpSummary`` keeps, per operation, counts, errors, min/avg/max and a fixed-size uniform
-reservoir (Vitter's algorithm R) for p50/p95/p99, so memory stays bounded however long the
-process runs. ``family`` helpers build Prometheus metric families for custom collectors that
+``OpSummary`` keeps, per operation, counts, errors, min/avg/max and a LatencyHistogram
+(common.latency, the one latency distribution type) for p50/p95/p99, so memory stays bounded
+however long the process runs. ``family`` helpers build Prometheus metric families for custom collectors that
 read live stats at scrape time. Label values are always from small fixed sets (priority,
 reason, kind, op, source, link): never channel or device names. No HTTP here (common.http).
 """
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
+
+from common.latency import LatencyHistogram
 
 PREFIX = "telemetry_"
 """Every metric this project defines starts with this."""
@@ -70,74 +71,50 @@ def breaker_family(states: Mapping[str, str]) -> GaugeMetricFamily:
 
 @dataclass
 class OpStats:
-    """Counts and a bounded reservoir of durations for one operation."""
+    """Counts and the latency distribution of one operation."""
 
-    reservoir_size: int
     count: int = 0
     errors: int = 0
     rows: int = 0
-    total_s: float = 0.0
     min_s: float = float("inf")
-    max_s: float = 0.0
-    samples: list[float] = field(default_factory=list)
+    durations: LatencyHistogram = field(default_factory=LatencyHistogram)
 
-    def add(self, seconds: float, ok: bool, rows: int, rng: random.Random) -> None:
+    def add(self, seconds: float, ok: bool, rows: int) -> None:
         self.count += 1
         self.errors += 0 if ok else 1
         self.rows += rows
-        self.total_s += seconds
         self.min_s = min(self.min_s, seconds)
-        self.max_s = max(self.max_s, seconds)
-        if len(self.samples) < self.reservoir_size:
-            self.samples.append(seconds)
-        else:
-            # Algorithm R: the i-th item replaces a random slot with probability k/i,
-            # so the reservoir stays a uniform sample of everything seen.
-            slot = rng.randrange(self.count)
-            if slot < self.reservoir_size:
-                self.samples[slot] = seconds
+        self.durations.add(seconds)
 
     def as_dict(self) -> dict[str, Any]:
-        ordered = sorted(self.samples)
-        empty = self.count == 0
+        d, empty = self.durations, self.count == 0
         return {
             "count": self.count,
             "errors": self.errors,
             "error_rate": self.errors / self.count if self.count else 0.0,
             "rows": self.rows,
             "min_ms": 0.0 if empty else self.min_s * 1000,
-            "avg_ms": 0.0 if empty else self.total_s / self.count * 1000,
-            "max_ms": self.max_s * 1000,
-            "p50_ms": percentile(ordered, 50) * 1000,
-            "p95_ms": percentile(ordered, 95) * 1000,
-            "p99_ms": percentile(ordered, 99) * 1000,
-            "sampled": len(ordered),
+            "avg_ms": 0.0 if empty else d.sum / d.total * 1000,
+            "max_ms": d.max * 1000,
+            "p50_ms": d.percentile(0.5) * 1000,
+            "p95_ms": d.percentile(0.95) * 1000,
+            "p99_ms": d.percentile(0.99) * 1000,
         }
-
-
-def percentile(ordered: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an ascending list; 0.0 for an empty one."""
-    if not ordered:
-        return 0.0
-    rank = max(1, -(-len(ordered) * pct // 100))  # ceil(n * pct / 100), at least 1
-    return ordered[int(rank) - 1]
 
 
 class OpSummary:
     """Thread-safe per-operation statistics; ``observe`` has the writer's Observer signature."""
 
-    def __init__(self, reservoir_size: int = 1024, seed: int | None = None) -> None:
-        self.reservoir_size = reservoir_size
+    def __init__(self) -> None:
         self._ops: dict[str, OpStats] = {}
         self._lock = threading.Lock()
-        self._rng = random.Random(seed)
 
     def observe(self, op: str, seconds: float, ok: bool, rows: int) -> None:
         with self._lock:
             stats = self._ops.get(op)
             if stats is None:
-                stats = self._ops[op] = OpStats(self.reservoir_size)
-            stats.add(seconds, ok, rows, self._rng)
+                stats = self._ops[op] = OpStats()
+            stats.add(seconds, ok, rows)
 
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """Operation -> count, errors, error_rate, rows, min/avg/max and p50/p95/p99 in ms."""

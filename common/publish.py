@@ -4,6 +4,8 @@ The only producer-side Redis write. Never trims (``XADD MAXLEN`` would delete en
 writer has read). A failed send keeps the stamped frames, so a retry re-sends the same
 idempotency keys; the writer deduplicates them. Rejection entries (``reject``) travel in the
 same pipeline, to the bulk stream, for the writer to dead-letter (they carry no sequence number).
+It counts nothing: what was sent is its return value and what is left in ``pending`` (a producer's
+counts live in producers.stats.ProducerStats, updated by the outbox).
 """
 
 from __future__ import annotations
@@ -58,8 +60,6 @@ class Publisher:
         self.pending: list[Frame] = []
         self.rejections: list[dict[str, str | bytes]] = []
         """Encoded rejection entries not yet sent."""
-        self.published = 0
-        self.rejections_sent = 0
 
     @property
     def has_pending(self) -> bool:
@@ -93,8 +93,6 @@ class Publisher:
         failed = [f for f, r in zip(self.pending, results[:n], strict=True) if isinstance(r, Exception)]
         kept = [f for f, r in zip(self.rejections, results[n:], strict=True) if isinstance(r, Exception)]
         sent = len(self.pending) - len(failed)
-        self.published += sent
-        self.rejections_sent += len(self.rejections) - len(kept)
         self.pending, self.rejections = failed, kept
         for r in results:
             if isinstance(r, Exception):
@@ -118,7 +116,5 @@ class Publisher:
             return 0, exc
         for i, r in enumerate(results):
             if isinstance(r, Exception):
-                self.published += i
                 return i, r if isinstance(r, RedisError) else RedisError(str(r))
-        self.published += len(entries)
         return len(entries), None

@@ -16,9 +16,10 @@ import os
 import re
 import types
 import typing
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -29,6 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from common.errors import ConfigError
@@ -242,8 +244,6 @@ class HttpSettings(Section):
     """Port; unset = the role's default (writer 9108, producer 9109); 0 = any free port (logged)."""
     query_timeout_s: float = Field(default=0.5, gt=0)
     """Timeout of the Redis and PostgreSQL queries made while answering a scrape or /readyz."""
-    summary_reservoir: int = Field(default=1024, ge=16, le=100_000)
-    """Durations kept per operation for the /summary percentiles (a uniform random reservoir)."""
 
 
 class RangeSpec(Section):
@@ -469,6 +469,9 @@ class CanSettings(Section):
     (logs stamped with boot time, or older than the writer's partitions); ``keep`` = the log's own epoch time."""
     replay_start: datetime | None = None
     """With LOG_TIME=shift: the time the log's first message is observed at (ISO 8601 with zone); None = now."""
+    log_channels: list[str] = Field(default_factory=list)
+    """With LOG_FILE: replay only these buses, as JSON (``["can1"]``: a candump interface; an MF4 bus
+    channel n is ``can{n}``); the other buses' messages are counted (``other_bus``), not decoded. Empty = all."""
     dbc: dict[str, list[Path]] = Field(default_factory=dict)
     """Bus name (the interface channel, or the log's channel such as ``can1``; ``*`` = every bus) ->
     DBC files decoding it, as JSON: ``{"can0": ["/etc/telemetry/pt.dbc"], "*": ["obd2.dbc"]}``."""
@@ -598,17 +601,33 @@ class Settings(BaseSettings):
     runs: RunsSettings = RunsSettings()
 
 
-def env_names(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> dict[str, Any]:
-    """Every environment variable name the settings accept, mapped to its default."""
-    names: dict[str, Any] = {}
+class SettingField(NamedTuple):
+    """One setting as the environment sees it."""
+
+    env: str
+    """Its variable: ``TELEMETRY_<SECTION>__<NAME>``."""
+    info: FieldInfo
+    section: str
+    """The variable prefix of its section (``TELEMETRY_HTTP``); empty for a top-level field."""
+
+
+def settings_fields(
+    model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX, section: str = ""
+) -> Iterator[SettingField]:
+    """Every setting, depth first in declaration order: the one walk over the settings tree (the
+    unknown-variable check, the README table and deploy/telemetry.env.example all read it)."""
     for name, info in model.model_fields.items():
         ann = info.annotation
         env = prefix + name.upper()
         if isinstance(ann, type) and issubclass(ann, BaseModel) and name != "ranges":
-            names.update(env_names(ann, env + "__"))
+            yield from settings_fields(ann, env + "__", env)
         else:
-            names[env] = info.get_default(call_default_factory=True)
-    return names
+            yield SettingField(env, info, section)
+
+
+def env_names() -> dict[str, Any]:
+    """Every environment variable name the settings accept, mapped to its default."""
+    return {f.env: f.info.get_default(call_default_factory=True) for f in settings_fields()}
 
 
 def _check_unknown(environ: dict[str, str]) -> None:
@@ -642,13 +661,11 @@ def load_settings(**overrides: Any) -> Settings:
 def _bad_json(env: dict[str, str], fallback: str) -> str:
     """Name the variable whose JSON value does not parse (pydantic-settings names only the section)."""
     match = re.search(r'field "(\w+)"', fallback)
-    section = Settings.model_fields.get(match.group(1)) if match else None
-    model = section.annotation if section is not None else None
-    if match and isinstance(model, type) and issubclass(model, BaseModel):
-        prefix = f"{ENV_PREFIX}{match.group(1)}__".upper()
-        for key in sorted(k for k in env if k.upper().startswith(prefix)):
-            field = model.model_fields.get(key[len(prefix) :].lower())
-            if field is None or not _is_complex(field.annotation):
+    if match:
+        section = f"{ENV_PREFIX}{match.group(1)}".upper()
+        fields = {f.env: f for f in settings_fields() if f.section == section}
+        for key in sorted(k for k in env if k.upper() in fields):
+            if not _is_complex(fields[key.upper()].info.annotation):
                 continue
             try:
                 json.loads(env[key])

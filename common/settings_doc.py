@@ -2,6 +2,7 @@
 
 ``python -m common.settings_doc`` prints the table and ``--update-readme`` rewrites it in
 place; a test checks the README holds it, so documented defaults cannot drift from the code.
+Both outputs read ``common.settings.settings_fields``, the one walk over the settings tree.
 """
 
 from __future__ import annotations
@@ -9,31 +10,25 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic_core import to_json
 
-from common.settings import ENV_PREFIX, Settings
+from common.settings import ENV_PREFIX, settings_fields
+
+RANGES = ENV_PREFIX + "PRODUCER__RANGES"
+"""The one setting documented elsewhere (a table of its own in the README)."""
 
 
 def reference_markdown() -> str:
     """The configuration reference table for the README (``python -m common.settings``)."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, info in model.model_fields.items():
-            ann = info.annotation
-            env = prefix + name.upper()
-            if isinstance(ann, type) and issubclass(ann, BaseModel) and name != "ranges":
-                walk(ann, env + "__")
-                continue
-            default = info.get_default(call_default_factory=True)
-            if name == "ranges":
-                shown = "see *Range validation*"
-            elif default is None:
-                shown = "(unset)"
-            else:
-                shown = "`" + str(default).replace("|", "\\|") + "`"
-            doc = (info.description or "").replace("\n", " ").replace("|", "\\|")
-            lines.append(f"| `{env}` | {shown} | {doc} |")
-
-    walk(Settings, ENV_PREFIX)
+    for env, info, _ in settings_fields():
+        default = info.get_default(call_default_factory=True)
+        if env == RANGES:
+            shown = "see *Range validation*"
+        elif default is None:
+            shown = "(unset)"
+        else:
+            shown = "`" + str(default).replace("|", "\\|") + "`"
+        doc = (info.description or "").replace("\n", " ").replace("|", "\\|")
+        lines.append(f"| `{env}` | {shown} | {doc} |")
     return "\n".join(lines) + "\n"
 
 
@@ -55,19 +50,14 @@ def env_example() -> str:
         "# Uncomment and change what you need; secrets belong in *_FILE files, not here.",
     ]
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, info in model.model_fields.items():
-            ann = info.annotation
-            env = prefix + name.upper()
-            if isinstance(ann, type) and issubclass(ann, BaseModel) and name != "ranges":
-                out.extend(["", f"# ---- {env}__*"])
-                walk(ann, env + "__")
-                continue
-            for line in (info.description or "").splitlines():
-                out.append(f"# {line.strip()}")
-            out.append(f"#{env}={_env_value(info.get_default(call_default_factory=True))}")
-
-    walk(Settings, ENV_PREFIX)
+    section = ""
+    for env, info, field_section in settings_fields():
+        if field_section != section:
+            section = field_section
+            out.extend(["", f"# ---- {section}__*"])
+        for line in (info.description or "").splitlines():
+            out.append(f"# {line.strip()}")
+        out.append(f"#{env}={_env_value(info.get_default(call_default_factory=True))}")
     return "\n".join(out) + "\n"
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 from common.backoff import Backoff
 from common.breaker import Breaker
@@ -33,7 +33,7 @@ from producers.spool import Spool
 from producers.stats import ProducerStats
 from producers.validate import RangeValidator
 
-__all__ = ["REPLAY_BATCH", "ProducerStats", "RateLimitedLog", "Source", "run_producer"]
+__all__ = ["REPLAY_BATCH", "CountingSource", "ProducerStats", "RateLimitedLog", "Source", "run_producer"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,19 @@ class Source(Protocol):
 
     @property
     def exhausted(self) -> bool: ...
+
+
+@runtime_checkable
+class CountingSource(Protocol):
+    """A source that keeps counts of its own events (reconnects of one scale, GPS week rollovers).
+
+    Optional: a source that has such counts adds ``counters()``; the producer exports them as
+    ``telemetry_producer_source_events_total{source,device,event}`` at scrape time. Keys are
+    ``(device, event)``, device ``""`` for a count of the whole source; values only grow. It is
+    called from the metrics thread: return a copy, never a live dict.
+    """
+
+    def counters(self) -> Mapping[tuple[str, str], int]: ...
 
 
 class RateLimitedLog:
@@ -203,7 +216,6 @@ class _Loop:
                 self._rejected(ParseError(f"{frame.device[:60]}: {exc}", "schema"))
                 continue
             frames.append(frame)
-        self.stats.frames_read += len(frames)
         return frames
 
     def _rejected(self, error: ParseError) -> None:

@@ -16,13 +16,13 @@ from common.breaker import Breaker
 from common.errors import SpoolUnavailableError, TelemetryError
 from common.http import PRODUCER_PORT, serve
 from common.process import settings_or_none, stop_on_signals
-from common.publish import check_producer_name, new_producer_id
+from common.publish import Publisher, check_producer_name, new_producer_id
 from common.redis_client import connect_redis
 from common.settings import Settings
 from producers import registry
-from producers.base import ProducerStats, run_producer
+from producers.base import CountingSource, ProducerStats, run_producer
 from producers.jsonl import JsonlSource
-from producers.metrics import MeteredPublisher, ProducerTelemetry
+from producers.metrics import ProducerTelemetry
 from producers.spool import open_spool
 from producers.validate import RangeValidator
 
@@ -33,7 +33,7 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
     """Run one producer until ``stop``; the body of ``telemetry-produce``."""
     name = check_producer_name(settings.producer.name or f"{source_name}@{socket.gethostname()}")
     source = registry.by_name()[source_name].factory(settings)
-    publisher = MeteredPublisher(connect_redis(settings.redis), settings.redis.names, new_producer_id(name))
+    publisher = Publisher(connect_redis(settings.redis), settings.redis.names, new_producer_id(name))
     ps = settings.producer
     stats = ProducerStats()
     try:
@@ -47,7 +47,8 @@ def produce(source_name: str, settings: Settings, stop: threading.Event) -> Prod
         Breaker(link, ps.breaker_failures, ps.breaker_open_s, ps.breaker_successes) for link in ("device", "redis")
     )
     logger.info("producer %s starting (source %s)", name, source_name)
-    telemetry = ProducerTelemetry(source_name, stats, publisher)
+    events = source if isinstance(source, CountingSource) else None
+    telemetry = ProducerTelemetry(source_name, stats, publisher, events=events)
     server = serve(settings.http, PRODUCER_PORT, telemetry.endpoints())
     try:
         run_producer(

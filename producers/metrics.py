@@ -1,56 +1,31 @@
-"""Producer metrics: a Publisher that counts by priority, and a collector reading live stats.
+"""Producer metrics: a collector reading the run loop's live ProducerStats at scrape time.
 
-``MeteredPublisher`` counts frames read (stamped) and published per priority; the
-``ProducerTelemetry`` collector turns those and the run loop's live ``ProducerStats`` into
-``telemetry_producer_*`` families at scrape time, so the hot loop does no metric work beyond
-a dict increment. Spool and drop counters are read from ProducerStats (``spooled``:
-priority -> n, ``dropped``: (reason, priority) -> n). Breaker states come from
-the same stats (the loop copies them every turn), not from the breaker objects. No HTTP here.
+``ProducerTelemetry`` turns the ``ProducerStats`` the loop and outbox update (frames read and
+published by priority, spool, drops, links) into ``telemetry_producer_*`` families at scrape
+time, so the hot loop does no metric work beyond a dict increment; the publisher is read only
+for its pending frames. Spool and drop counters are ``spooled`` (priority -> n) and
+``dropped`` ((reason, priority) -> n). Breaker states come from
+the same stats (the loop copies them every turn), not from the breaker objects. A source that
+keeps its own counts (``counters()``, producers.base.CountingSource) is read too, as
+``telemetry_producer_source_events_total{source,device,event}``. No HTTP here.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
-from redis.exceptions import RedisError
 
 from common.fill import FillEstimator
 from common.http import Endpoints, Readiness, readiness
 from common.metrics import breaker_family, counter, gauge, new_registry
 from common.publish import Publisher
-from common.schema import Frame, Priority
-from producers.base import ProducerStats
+from common.schema import Priority
+from producers.base import CountingSource, ProducerStats
 
 PRIORITIES = tuple(p.value for p in Priority)
-
-
-class MeteredPublisher(Publisher):
-    """A Publisher that also counts frames stamped (read) and sent (published) per priority."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.read_by_priority: Counter[str] = Counter()
-        self.published_by_priority: Counter[str] = Counter()
-
-    def stamp(self, frames: Sequence[Frame]) -> None:
-        for frame in frames:
-            self.read_by_priority[frame.priority.value] += 1
-        super().stamp(frames)
-
-    def send_entries(self, entries: Sequence[tuple[Priority, Mapping[bytes, bytes]]]) -> tuple[int, RedisError | None]:
-        sent, error = super().send_entries(entries)  # a spool replay
-        self.published_by_priority.update(Priority(p).value for p, _ in entries[:sent])
-        return sent, error
-
-    def send(self) -> int:
-        by_priority = Counter(f.priority.value for f in self.pending)
-        sent = super().send()  # raises on a Redis error: nothing counted as published
-        self.published_by_priority.update(by_priority)
-        return sent
 
 
 class ProducerTelemetry:
@@ -60,21 +35,25 @@ class ProducerTelemetry:
         self,
         source: str,
         stats: ProducerStats,
-        publisher: MeteredPublisher,
+        publisher: Publisher,
         registry: CollectorRegistry | None = None,
+        *,
+        events: CountingSource | None = None,
     ) -> None:
         self.source = source
         self.stats = stats
         self.publisher = publisher
+        self.events = events
+        """The source itself when it keeps its own counts (producers.base.CountingSource)."""
         self.registry = registry or new_registry()
         self.spool_fill = FillEstimator()
         self.registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
         s, src = self.stats, self.source
-        yield self._by_priority("producer_frames_read", "Frames read and validated.", self.publisher.read_by_priority)
+        yield self._by_priority("producer_frames_read", "Frames read and validated.", s.read_by_priority)
         yield self._by_priority(
-            "producer_frames_published", "Frames XADDed to their priority stream.", self.publisher.published_by_priority
+            "producer_frames_published", "Frames XADDed to their priority stream.", s.published_by_priority
         )
         spooled = counter("producer_frames_spooled", "Frames written to the on-disk spool.", ["source", "priority"])
         for prio, n in sorted(dict(s.spooled).items()):
@@ -92,6 +71,18 @@ class ProducerTelemetry:
         yield errors
         yield from self._link_families()
         yield breaker_family(self.breaker_states())
+        if self.events is not None:
+            yield self._source_events(self.events)
+
+    def _source_events(self, events: CountingSource) -> Metric:
+        fam = counter(
+            "producer_source_events",
+            "Events a source counts itself (a scale's connects and losses, GPS week rollovers), by device.",
+            ["source", "device", "event"],
+        )
+        for (device, event), n in sorted(events.counters().items()):
+            fam.add_metric([self.source, device, event], n)
+        return fam
 
     def _link_families(self) -> Iterator[Metric]:
         s, src = self.stats, self.source

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from redis.exceptions import RedisError
@@ -24,7 +25,7 @@ from common.backoff import Backoff
 from common.breaker import Breaker
 from common.errors import SpoolUnavailableError
 from common.publish import REJECTION_PRIORITY, Publisher
-from common.schema import Frame, Rejection, encode
+from common.schema import REJECTION_MARK, Frame, Rejection, encode
 from producers.spool import Append, Spool
 from producers.stats import ProducerStats
 
@@ -80,7 +81,9 @@ class Outbox:
             )
 
     def add(self, frames: Sequence[Frame]) -> None:
-        """Stamp frames with the next sequence numbers and queue them; the reservation is persisted first."""
+        """Count frames as read, stamp them with the next sequence numbers and queue them; the
+        reservation is persisted first."""
+        self.stats.read_by_priority.update(f.priority.value for f in frames)
         self.publisher.stamp(frames)
         self._checkpoint()
 
@@ -154,13 +157,21 @@ class Outbox:
             stop.wait(max(0.05, min(self.redis_breaker.retry_in(), self.poll_s)))
 
     def _send_direct(self) -> None:
-        before = self.publisher.published
+        before = self._pending_by_priority()
         try:
             self.publisher.send()
             self.redis_breaker.success()
         except RedisError as exc:
             self._redis_failed(exc)
-        self.stats.frames_published += self.publisher.published - before
+        finally:
+            self._count_sent(before)
+
+    def _pending_by_priority(self) -> Counter[str]:
+        return Counter(f.priority.value for f in self.publisher.pending)
+
+    def _count_sent(self, before: Counter[str]) -> None:
+        """Count as published what left ``pending`` during a send (a failed send keeps the rest)."""
+        self.stats.published_by_priority.update(before - self._pending_by_priority())
 
     def _spool_pending(self, spool: Spool) -> None:
         for fields in self.publisher.rejections:
@@ -186,8 +197,9 @@ class Outbox:
             records = spool.peek(REPLAY_BATCH)
             sent, error = self.publisher.send_entries([(r.priority, r.fields) for r in records])
             spool.consume(records[:sent])
-            self.stats.frames_replayed += sent
-            self.stats.frames_published += sent
+            frames = [r.priority.value for r in records[:sent] if REJECTION_MARK not in r.fields]
+            self.stats.frames_replayed += len(frames)
+            self.stats.published_by_priority.update(frames)
             if error is not None:
                 self._redis_failed(error)
                 return
@@ -243,7 +255,7 @@ class Outbox:
     def _send_blocking(self, stop: threading.Event, deadline: float | None) -> None:
         """No spool: retry Redis with backoff until the frames are sent, ``stop`` or ``deadline``."""
         while self.publisher.has_pending:
-            before = self.publisher.published
+            before = self._pending_by_priority()
             try:
                 self.publisher.send()
                 self.redis_breaker.success()
@@ -257,4 +269,4 @@ class Outbox:
                 if stop.wait(delay) and deadline is None:
                     return
             finally:
-                self.stats.frames_published += self.publisher.published - before
+                self._count_sent(before)

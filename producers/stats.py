@@ -12,8 +12,11 @@ from common.breaker import BreakerState
 class ProducerStats:
     """What the loop has done; exported as metrics by the operations layer."""
 
-    frames_read: int = 0
-    frames_published: int = 0
+    read_by_priority: Counter[str] = field(default_factory=Counter)
+    """Frames read and validated, by priority; updated by the outbox as the loop hands them over."""
+    published_by_priority: Counter[str] = field(default_factory=Counter)
+    """Frames Redis accepted (sent directly or replayed from the spool), by priority; updated by the
+    outbox, the only caller of the publisher. The one count of published frames."""
     parse_errors: Counter[str] = field(default_factory=Counter)
     """Rejected input by kind (every rejection, dead-lettered or only counted)."""
     rejections_sent: int = 0
@@ -29,7 +32,7 @@ class ProducerStats:
     frames_spooled: int = 0
     """Frames written to the on-disk spool while Redis was down or refused writes."""
     frames_replayed: int = 0
-    """Spooled frames published later (also counted in frames_published)."""
+    """Spooled frames published later (also counted in published_by_priority)."""
     spooled: Counter[str] = field(default_factory=Counter)
     """frames_spooled by priority."""
     dropped: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -51,3 +54,11 @@ class ProducerStats:
     """Reading paused: Redis is down and the spool is full of critical/high frames."""
     redis_breaker: BreakerState = BreakerState.CLOSED
     device_breaker: BreakerState = BreakerState.CLOSED
+
+    @property
+    def frames_read(self) -> int:
+        return sum(self.read_by_priority.values())
+
+    @property
+    def frames_published(self) -> int:
+        return sum(self.published_by_priority.values())

@@ -38,19 +38,22 @@ def running_writer(settings: Settings, consumer: str = "test-writer", **replica:
 
     ``replica``: more arguments of run_writer (``clock``, ``upkeep_interval_s``).
     """
-    from writer.replica import run_writer
+    from writer.replica import LANES, run_writer
+    from writer.stats import WriterStats
 
-    stop = threading.Event()
-    holder: dict[str, Any] = {}
-
-    def target() -> None:
-        holder["stats"] = run_writer(settings, stop, consumer=consumer, stats_out=holder, **replica)
-
-    thread = threading.Thread(target=target, name=f"writer-{consumer}", daemon=True)
+    stop, stats = threading.Event(), WriterStats()
+    thread = threading.Thread(
+        target=run_writer,
+        args=(settings, stop),
+        kwargs={"consumer": consumer, "stats": stats, **replica},
+        name=f"writer-{consumer}",
+        daemon=True,
+    )
     thread.start()
-    wait_for(lambda: "live" in holder or not thread.is_alive(), 30, what="writer start")
+    wait_for(lambda: len(stats.lanes) == len(LANES) or not thread.is_alive(), 30, what="writer start")
+    assert thread.is_alive(), "the writer stopped at start"
     try:
-        yield holder["live"]
+        yield stats
     finally:
         stop.set()
         thread.join(30)
@@ -71,12 +74,8 @@ def count_readings(settings: Settings) -> int:
 @dataclass
 class RunningProducer:
     publisher: Publisher
-    result: dict[str, ProducerStats]
-    """Holds "stats" once the producer loop has returned (after the ``with`` block)."""
-
-    @property
-    def stats(self) -> ProducerStats:
-        return self.result["stats"]
+    stats: ProducerStats
+    """The stats the loop updates: live inside the ``with`` block, final after it."""
 
 
 @contextmanager
@@ -91,10 +90,10 @@ def running_producer(
     """Run the producer loop for ``source`` in a thread for the duration of the block."""
     publisher = Publisher(redis, settings.redis.names, new_producer_id(name))
     stop = threading.Event()
-    run = RunningProducer(publisher, {})
+    run = RunningProducer(publisher, ProducerStats())
 
     def target() -> None:
-        run.result["stats"] = run_producer(source, publisher, RangeValidator(ranges or {}), stop, **loop)
+        run_producer(source, publisher, RangeValidator(ranges or {}), stop, stats=run.stats, **loop)
 
     thread = threading.Thread(target=target, name=f"producer-{name}", daemon=True)
     thread.start()

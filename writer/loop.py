@@ -11,6 +11,9 @@ memory) and trimming runs every pass, while a dead letter Redis refuses is kept 
 entry stays pending; it is tried again after each trim. Every retry loop returns when ``stop``
 is set. Entries are size-checked before they are decoded (MAX_ENTRY_BYTES, MAX_CHANNELS), and
 a batch is committed before a frame would take it past BATCH_MAX_ROWS.
+
+When a read returns a full READ_COUNT (a backlog), the next read is sent ahead while the batch
+is committed (writer/read_ahead.py).
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ from writer.batch import Batcher, Item
 from writer.consumers import forget_idle_consumers, forget_self
 from writer.deadletter import Outcome, dead_letter
 from writer.gate import CHECK_EVERY, PriorityGate
-from writer.latency import record_latency
 from writer.pg import PgLink, mask_dsn
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
+from writer.read_ahead import ReadAhead
 from writer.retry import describe, is_transient
 from writer.sink import Sink
 from writer.stats import LaneHealth, WriterStats
@@ -87,6 +90,7 @@ class Writer:
         rank: int = 0,
         wall: Clock | None = None,
         sink: Sink | None = None,
+        observe: Observer | None = None,
     ):
         self.s = settings
         self.wall = wall or SystemClock()
@@ -111,7 +115,7 @@ class Writer:
         self.next_reclaim = 0.0
         self.next_trim = 0.0
         self.last_snapshot: dict[tuple[str, str, str | None], float] = {}
-        self.observe: Observer = _ignore
+        self.observe: Observer = observe or _ignore
         self.deferred: dict[tuple[str, bytes], tuple[Failure, float]] = {}
         """Dead letters Redis refused, by (stream, id), with when they were first tried; still pending."""
         self.next_deferred = 0.0
@@ -125,6 +129,7 @@ class Writer:
         self.health = LaneHealth(beat_at=clock())
         with self.stats.lock:
             self.stats.lanes[lane] = self.health
+        self.ahead = ReadAhead(f"read-ahead-{lane}")
 
     # ---- the loop -------------------------------------------------------------------
     def run(self, stop: threading.Event) -> WriterStats:
@@ -160,6 +165,7 @@ class Writer:
                     stop.wait(delay)
                 except MemoryError as exc:
                     self._out_of_memory(exc, stop)
+            self._finish_ahead(stop)
             self._flush_all(stop, final=True)
             with contextlib.suppress(RedisError):
                 forget_self(self.redis, self.names, self.keys, self.consumer)
@@ -167,6 +173,7 @@ class Writer:
                 logger.warning("stopping with %d dead letters refused by Redis; they stay pending", len(self.deferred))
         finally:
             self.health.running = False
+            self.ahead.close()
             self.link.close()
         logger.info("writer %s lane %s stopped", self.consumer, self.lane)
         return self.stats
@@ -180,6 +187,7 @@ class Writer:
         held = len(self.batch)
         self.batch.take_urgent()
         self.batch.take_normal()
+        self.ahead.forget()  # its entries, if any, stay pending too
         self.read_count = 1
         self._add(resource_errors=1)
         delay = self.redis_backoff.next_delay()
@@ -211,12 +219,14 @@ class Writer:
         wait = self.batch.wait_s(now, self.w.block_ms / 1000)
         t0 = time.perf_counter()
         block_ms = max(1, int(wait * 1000))
-        entries = read_entries(self.redis, self.names, self.consumer, self.read_count, block_ms, keys=self.keys)
+        entries = self._read(block_ms)
         self.read_count = min(self.w.read_count, self.read_count * 2)  # back to READ_COUNT after a MemoryError
         self.observe("read", time.perf_counter() - t0, True, len(entries))
         if entries:
             faults.hit("after_read")
         if entries:
+            if len(entries) >= self.read_count and not stop.is_set():
+                self.ahead.send(self._read_now)  # a backlog: the next read travels while these are committed
             with self.gate.busy(self.rank):  # lower lanes pause until these are handled
                 self._ingest(entries, stop)
                 self._flush_all(stop, final=False)
@@ -240,6 +250,28 @@ class Writer:
         if self.deferred and self.clock() >= self.next_deferred:
             self.next_deferred = self.clock() + DEFERRED_RETRY_S
             self._dead_letter([failure for failure, _ in self.deferred.values()])
+
+    def _read(self, block_ms: int) -> list[Entry]:
+        """The entries read ahead if there are some, else a read now, blocking up to ``block_ms``."""
+        entries = self.ahead.take()
+        if entries:
+            return entries
+        return read_entries(self.redis, self.names, self.consumer, self.read_count, block_ms, keys=self.keys)
+
+    def _read_now(self) -> list[Entry]:
+        """A read that does not block (the read sent ahead)."""
+        return read_entries(self.redis, self.names, self.consumer, self.read_count, None, keys=self.keys)
+
+    def _finish_ahead(self, stop: threading.Event) -> None:
+        """At a stop: the entries read ahead are ingested (the final flush commits them). If that
+        read failed, whatever it took stays pending for XAUTOCLAIM."""
+        try:
+            entries = self.ahead.take()
+        except (RedisError, MemoryError) as exc:
+            logger.warning("read ahead failed at stop (%s); anything it read stays pending", exc)
+            return
+        if entries:
+            self._ingest(entries, stop)
 
     def _guard_streams(self) -> None:
         """Log (once per finding) what a stolen credential may have done to the priority streams:
@@ -342,7 +374,7 @@ class Writer:
                     return
         self.pg_backoff.reset()
         with self.stats.lock:
-            record_latency(self.stats.latency, [f for _, f in committed], time.time())
+            self.stats.record_latency([f for _, f in committed], time.time())
         faults.hit("after_commit")
         # Ack first: XACK needs no Redis memory, a dead letter does (and may be refused).
         self._ack([e for e, _ in committed], stop)

@@ -1,7 +1,7 @@
 """Writer metrics: the ``observe`` hook (histograms, /summary) and a collector run at scrape time.
 
 The hook feeds ``telemetry_writer_op_seconds{op}``, ``telemetry_writer_batch_rows`` and the
-per-operation reservoir behind /summary. The collector reads the live WriterStats and asks
+per-operation latency histograms behind /summary. The collector reads the live WriterStats and asks
 Redis (stream length, lag, pending per priority) and PostgreSQL (sequence gaps per source)
 with a short timeout on connections of its own, so a slow scrape never touches the
 writer's connections. Answers from several replicas are the same: dashboards take max().
@@ -61,16 +61,20 @@ class WriterTelemetry:
     """The hook, collector and endpoints of one writer process."""
 
     def __init__(
-        self, settings: Settings, registry: CollectorRegistry | None = None, breakers: BreakerProbe = no_breakers
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        breakers: BreakerProbe = no_breakers,
+        stats: WriterStats | None = None,
     ) -> None:
         self.settings = settings
         self.names = settings.redis.names
         self.registry = registry or new_registry()
         self.breakers = breakers
-        self.live: dict[str, Any] = {}
-        """Pass as ``run_writer(stats_out=...)``: it receives the live WriterStats under "live"."""
+        self.stats = stats if stats is not None else WriterStats()
+        """What the lanes update and the collector reads: pass it as ``run_writer(stats=...)``."""
         self._lock = threading.Lock()
-        self.summary = OpSummary(settings.http.summary_reservoir)
+        self.summary = OpSummary()
         self.op_seconds = Histogram(
             "telemetry_writer_op_seconds", "Duration of writer operations.", ["op"], buckets=OP_BUCKETS,
             registry=self.registry,
@@ -88,11 +92,6 @@ class WriterTelemetry:
         self._pg: psycopg.Connection[Any] | None = None
         self.registry.register(self)
 
-    @property
-    def stats(self) -> WriterStats | None:
-        stats = self.live.get("live")
-        return stats if isinstance(stats, WriterStats) else None
-
     # ---- the observe hook (writer thread) ---------------------------------------------
     def observe(self, op: str, seconds: float, ok: bool, rows: int) -> None:
         self.summary.observe(op, seconds, ok, rows)
@@ -107,9 +106,8 @@ class WriterTelemetry:
         return []  # no queries at registration time
 
     def collect(self) -> Iterator[Metric]:
-        if self.stats is not None:
-            yield from self._stats_families(self.stats)
-            yield from _retention_families(self.stats)
+        yield from self._stats_families(self.stats)
+        yield from _retention_families(self.stats)
         up = gauge("collector_up", "1 if the scrape-time query of this dependency answered.", ["part"])
         yield from self._stream_families(up)
         yield from freshness.families(self.redis(), self.names, self.memory, up)  # issue 19
@@ -146,7 +144,7 @@ class WriterTelemetry:
             "Producer receipt to commit, per priority (since start).",
             ["priority", "quantile"],
         )
-        for prio, hist in sorted(dict(getattr(s, "latency", {})).items()):
+        for prio, hist in sorted(dict(s.latency).items()):
             for q in (0.5, 0.95, 0.99):
                 latency.add_metric([prio, str(q)], hist.percentile(q))
         yield latency
@@ -251,9 +249,7 @@ class WriterTelemetry:
         self._pg = None
 
     def _breaker_states(self) -> dict[str, str]:
-        states = {}
-        if self.stats is not None and hasattr(self.stats, "pg_breaker"):
-            states["postgres"] = str(self.stats.pg_breaker)
+        states = {"postgres": self.stats.pg_breaker}
         with contextlib.suppress(Exception):  # a broken probe: the loop's own state still answers
             states.update(self.breakers())
         return states
@@ -268,31 +264,26 @@ class WriterTelemetry:
             checks["postgres"] = True
         except (psycopg.Error, OSError):
             self._close_pg()
-        if self.stats is not None:
-            checks.update(lane_checks(dict(self.stats.lanes), time.monotonic(), self.settings.writer.stall_s))
+        checks.update(lane_checks(dict(self.stats.lanes), time.monotonic(), self.settings.writer.stall_s))
         return readiness(checks, self._breaker_states)
 
     def alive(self) -> bool:
-        """Liveness: every lane's loop has turned within ``STALL_S``."""
-        if self.stats is None:
-            return True  # starting
+        """Liveness: every lane's loop has turned within ``STALL_S`` (true while none has started)."""
         return lanes_alive(dict(self.stats.lanes), time.monotonic(), self.settings.writer.stall_s)
 
     def summary_dict(self) -> dict[str, Any]:
         s = self.stats
         return {
             "operations": self.summary.as_dict(),
-            "writer": None
-            if s is None
-            else {
+            "writer": {
                 "frames": s.frames,
                 "rows": s.rows,
                 "batches": s.batches,
                 "duplicates": s.duplicates,
                 "dead_letters": dict(s.dead_letters),
                 "pg_connected": s.pg_connected,
-                "pg_breaker": getattr(s, "pg_breaker", None),
-                "e2e_latency": {p: h.summary() for p, h in sorted(dict(getattr(s, "latency", {})).items())},
+                "pg_breaker": s.pg_breaker,
+                "e2e_latency": {p: h.summary() for p, h in sorted(dict(s.latency).items())},
             },
         }
 

@@ -21,7 +21,6 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -31,7 +30,16 @@ import psycopg
 from common.schema import Channel, Frame, Quality
 from writer.gate import CHECK_EVERY
 from writer.names import Layout, NameIds, layout_of, name_ids
-from writer.pg_arrays import FLOAT8_OID, INT2_OID, fixed_array, text_array
+from writer.pg_arrays import (
+    FLOAT8_OID,
+    INT2_OID,
+    INT8_OID,
+    Int8Array,
+    TextArray,
+    fixed_array,
+    register_array_dumpers,
+    text_array,
+)
 
 PACKED_COPY = (
     "COPY readings_packed (observed_at, received_at, seq, device_id, producer_id, session_id, series, num_values,"
@@ -40,7 +48,6 @@ PACKED_COPY = (
 """One row per frame (migration 004); the ``readings`` view fans it out into one row per channel."""
 PACKED_TYPES = ["timestamptz", "timestamptz", "int8", "int4", "int4", "int4", "bytea", "bytea", "bytea", "bytea"]
 """The arrays are encoded by writer/pg_arrays.py and passed through as bytes."""
-_NAME = itemgetter(0)
 _VALUE = itemgetter(1)
 _QUALITY = itemgetter(3)
 _NUMBER = frozenset({float, type(None)})
@@ -73,7 +80,7 @@ _UPSERT_STATE = (
     " unit = excluded.unit, quality = excluded.quality, session = excluded.session, updated_at = now()"
     " WHERE excluded.observed_at >= current_state.observed_at OR current_state.observed_at > %s"
 )
-_RECORD_PROGRESS = "SELECT record_progress(%s::text[], %s::int8[], %s::text[])"
+_RECORD_PROGRESS = "SELECT record_progress(%s, %s, %s)"  # text[], int8[], text[] in binary (pg_arrays)
 """Loss accounting through the SECURITY DEFINER function of migration 005: it counts the ledger
 rows this transaction inserted for these keys (the writer role cannot UPDATE producer_progress)."""
 _INSERT_SNAPSHOT = (
@@ -84,7 +91,7 @@ _INSERT_SNAPSHOT = (
 
 
 _HAS_BATCH_KEYS: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-"""Connections whose session already has the temporary batch_keys table."""
+"""Connections whose session already has the temporary batch_keys table (and the array dumpers)."""
 
 
 @dataclass
@@ -127,6 +134,7 @@ def write_frames(
     if conn not in _HAS_BATCH_KEYS:
         # Outside the batch transaction: a rolled-back batch must not take the table with it.
         conn.execute(_CREATE_BATCH_KEYS)
+        register_array_dumpers(conn.adapters)
         _HAS_BATCH_KEYS.add(conn)
     digests = [frame_digest(f) for f in frames]
     layouts = [layout_of(f) for f in frames]
@@ -153,7 +161,7 @@ def write_frames(
         result.rows = sum(len(f.channels) for f in fresh)
         if state:
             cur.execute(_UPSERT_STATE, [*(list(col) for col in zip(*state, strict=True)), horizon])
-        cur.execute(_RECORD_PROGRESS, [[f.producer for f in fresh], [f.seq for f in fresh], [f.source for f in fresh]])
+        cur.execute(_RECORD_PROGRESS, _progress_arrays(fresh))
         if snapshots:
             fresh_ids = {id(f) for f in fresh}
             chosen = [s for s in snapshots if id(s) in fresh_ids]
@@ -210,8 +218,7 @@ def _copy_packed(
     The hot loop of the writer: per frame, a few C-level passes over its channels (values,
     qualities) and one row; no Python work per reading on the common path (all numbers, all good).
     """
-    latest: dict[tuple[str, str], dict[str, tuple[Frame, Channel]]] = {}
-    newest: dict[tuple[str, str], datetime] = {}
+    by_device: dict[tuple[str, str], list[tuple[Frame, Layout]]] = {}
     producers, sessions, layout_ids = ids.producers, ids.sessions, ids.layouts
     good = Quality.GOOD
     with cur.copy(PACKED_COPY) as copy:
@@ -220,7 +227,7 @@ def _copy_packed(
         for i, (f, layout) in enumerate(zip(frames, layouts, strict=True)):
             if not i % CHECK_EVERY:
                 checkpoint()  # strict priority: pause while the urgent lane works
-            obs, src, dev, sess = f.observed_at, f.source, f.device, f.session
+            obs, sess = f.observed_at, f.session
             chans = f.channels
             device_id, series = layout_ids[layout]
             values = list(map(_VALUE, chans))
@@ -236,29 +243,49 @@ def _copy_packed(
                 obs, f.received_at, f.seq, device_id, producers[f.producer],
                 None if sess is None else sessions[sess], series, fixed_array(FLOAT8_OID, values), texts, codes,
             ))  # fmt: skip
-            if obs > horizon:
-                continue  # from the future: stored, but not the current state
-            key = (src, dev)
-            dev_state = latest.get(key)
-            if dev_state is None:
-                dev_state = latest[key] = {}
-            if obs >= newest.get(key, obs):
-                newest[key] = obs
-                dev_state.update(zip(map(_NAME, chans), zip(repeat(f), chans), strict=False))  # repeat() is endless
-            else:  # an older frame than one already seen: compare channel by channel
-                for ch in chans:
-                    prev = dev_state.get(ch.name)
-                    if prev is None or prev[0].observed_at <= obs:
-                        dev_state[ch.name] = (f, ch)
+            if obs <= horizon:  # a frame from the future is stored, but is not the current state
+                seen = by_device.get(layout[:2])
+                if seen is None:
+                    by_device[layout[:2]] = [(f, layout)]
+                else:
+                    seen.append((f, layout))
     # Sorted, so concurrent writers lock current_state rows in the same order (no 40P01 deadlocks).
     rows = []
-    for (src, dev), dev_state in sorted(latest.items()):
+    for (src, dev), seen in sorted(by_device.items()):
+        dev_state = latest_channels(seen)
         for name in sorted(dev_state):
             f, (_, value, unit, quality) = dev_state[name]
             text = value if isinstance(value, str) else None
             number = None if text is not None else value
             rows.append((src, dev, name, f.observed_at, number, text, unit, quality, f.session))
     return rows
+
+
+def latest_channels(frames: Sequence[tuple[Frame, Layout]]) -> dict[str, tuple[Frame, Channel]]:
+    """Channel name -> (frame, channel) of the frame observed last among ``frames`` (one device's,
+    in batch order) that has the channel; of two observed at the same time, the later in the batch.
+    Pure. Newest first (a stable sort of the reversed list keeps the later of equal times first);
+    a frame with the same channel names as the one before it adds nothing and is skipped, so a
+    device whose frames all have the same channels costs one frame's channels, not a batch's."""
+    state: dict[str, tuple[Frame, Channel]] = {}
+    names: tuple[str, ...] | None = None
+    for f, layout in sorted(reversed(frames), key=lambda item: item[0].observed_at, reverse=True):
+        if layout[2] == names:
+            continue
+        names = layout[2]
+        for ch in f.channels:
+            if ch.name not in state:
+                state[ch.name] = (f, ch)
+    return state
+
+
+def _progress_arrays(frames: Sequence[Frame]) -> list[bytes]:
+    """record_progress's producers, seqs and sources, one per frame, as binary arrays."""
+    return [
+        TextArray(text_array([f.producer for f in frames])),
+        Int8Array(fixed_array(INT8_OID, [f.seq for f in frames])),
+        TextArray(text_array([f.source for f in frames])),
+    ]
 
 
 def _snapshot_columns(frames: Sequence[Frame]) -> list[list[Any]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any
 
 from common.clock import Clock, SystemClock
 from common.redis_client import connect_redis
@@ -23,7 +22,7 @@ from writer.gate import PriorityGate
 from writer.loop import Observer, Writer
 from writer.pg import PgLink, connect_pg
 from writer.stats import WriterStats
-from writer.upkeep import PartitionUpkeep
+from writer.upkeep import UPKEEP_INTERVAL_S, PartitionUpkeep
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +46,17 @@ def run_writer(
     settings: Settings,
     stop: threading.Event,
     consumer: str | None = None,
-    stats_out: dict[str, Any] | None = None,
+    stats: WriterStats | None = None,
     observe: Observer | None = None,
     clock: Clock | None = None,
     upkeep_interval_s: float | None = None,
 ) -> WriterStats:
     """Run one writer replica until ``stop`` is set; the body of ``telemetry-write``.
 
-    Three lanes in three threads share one consumer name and one stats object: ``urgent``
-    reads critical and high, ``live`` normal and low, ``bulk`` bulk. If a lane dies of a bug,
+    Three lanes in three threads share one consumer name and one stats object (``stats``, made
+    by the caller when something reads it live, such as writer.metrics.WriterTelemetry; each
+    lane calls ``observe`` after every operation): ``urgent`` reads critical and high, ``live``
+    normal and low, ``bulk`` bulk. If a lane dies of a bug,
     the others are stopped and the error is raised (the supervisor restarts the process).
     ``clock`` (wall time: partition days, retention, the current_state horizon) is injected by
     tests; ``upkeep_interval_s`` overrides writer/upkeep.py UPKEEP_INTERVAL_S.
@@ -65,21 +66,20 @@ def run_writer(
     # The urgent lane needs the GIL after each of its round trips; with the default 5 ms
     # switch interval a busy main lane (decoding a bulk backlog) would add up to 5 ms per hop.
     sys.setswitchinterval(URGENT_SWITCH_INTERVAL_S)
-    stats = WriterStats()
+    stats = stats if stats is not None else WriterStats()
     gate = PriorityGate(len(LANES))
     lanes = [
         Writer(settings, connect_redis(settings.redis), name, priorities=prios, lane=lane, stats=stats, gate=gate,
-               rank=rank, wall=wall, sink=_pg_sink(settings, stats, lane, wall))
+               rank=rank, wall=wall, sink=_pg_sink(settings, stats, lane, wall), observe=observe)
         for rank, (lane, prios) in enumerate(LANES)
     ]  # fmt: skip
-    upkeep = PartitionUpkeep(settings, stats, wall, lambda: connect_pg(settings.postgres))
-    if upkeep_interval_s is not None:
-        upkeep.interval_s = upkeep_interval_s
-    for lane in lanes:
-        if observe is not None:
-            lane.observe = observe
-    if stats_out is not None:
-        stats_out["live"] = stats
+    upkeep = PartitionUpkeep(
+        settings,
+        stats,
+        wall,
+        lambda: connect_pg(settings.postgres),
+        UPKEEP_INTERVAL_S if upkeep_interval_s is None else upkeep_interval_s,
+    )
     failures: list[BaseException] = []
 
     def run_lane(lane: Writer | PartitionUpkeep) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from writer.latency import LatencyHistogram
+from common.latency import LatencyHistogram
+from common.schema import Frame
 
 
 @dataclass
@@ -81,6 +83,15 @@ class WriterStats:
     """Per lane: its health, for /healthz and /readyz."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     """Both lanes update these stats; they take this lock."""
+
+    def record_latency(self, frames: Sequence[Frame], now: float) -> None:
+        """Add each frame's end-to-end latency (``now`` minus its received_at) to its priority's
+        histogram; the caller holds ``lock``."""
+        for f in frames:
+            h = self.latency.get(f.priority.value)
+            if h is None:
+                h = self.latency[f.priority.value] = LatencyHistogram()
+            h.add(max(0.0, now - f.received_at.timestamp()))
 
     @property
     def pg_connected(self) -> bool:

@@ -1,7 +1,7 @@
 """can: CAN bus messages decoded with DBC files (python-can + cantools, the optional extra ``can``).
 
 A live bus through any python-can interface (SocketCAN, PCAN, Kvaser, slcan, virtual), or a log
-file (candump, ASC, BLF ...) replayed in real time or as fast as possible. One frame per decoded
+file (candump, ASC, BLF, ASAM MDF4 ...) replayed in real time or as fast as possible. One frame per decoded
 message (see producers/can/decode.py); OBD-II ISO-TP answers (VIN, trouble codes) reassembled;
 J1939 messages matched by PGN; Toyota checksums verified; per-message minimum interval and
 deadband suppression. Modules: ``dbc`` (lookup), ``integrity`` (checksums, counters), ``isotp``,
@@ -35,7 +35,16 @@ def from_settings(s: Settings) -> CanSource:
     clock = SystemClock()
     feed: Feed
     if cfg.log_file is not None:
-        feed = LogFeed(cfg.log_file, cfg.replay_speed, cfg.log_time, clock, cfg.channel, cfg.replay_start)
+        feed = LogFeed(
+            cfg.log_file,
+            cfg.replay_speed,
+            cfg.log_time,
+            clock,
+            cfg.channel,
+            cfg.replay_start,
+            cfg.log_channels,
+            decoder.counts,
+        )
         device = cfg.device or cfg.log_file.name
     else:
         feed = BusFeed(cfg.interface, cfg.channel, cfg.bitrate)

@@ -5,38 +5,50 @@ I/O only; each python-can Message becomes a ``RawMessage`` (producers/can/decode
   (SocketCAN ENETDOWN, bus-off reported as an error) raises SourceUnavailableError: the run loop
   counts the outage and reopens it with backoff. Time stamps are the interface's (epoch seconds).
 * ``LogFeed``: a log file read with python-can's readers (candump ``.log``, ``.asc``, ``.blf``,
-  ``.trc``, ``.csv``, ``.mf4`` with asammdf). Replay as fast as possible (speed 0) or paced at
-  ``speed`` times real time by the messages' own time stamps. ``log_time`` ``shift`` puts the first
-  message at the replay's start (a boot-time or old log still lands in the writer's partitions);
-  ``keep`` keeps the log's epoch time. Shifted times are whole microseconds after the start.
-  A malformed line of a text log (candump, ASC) is one
-  ParseError(kind=syntax) and reading goes on with the next line; a damaged binary log ends there.
+  ``.trc``, ``.csv``, ASAM MDF4 ``.mf4`` with asammdf, part of the ``can`` extra). Replay as fast
+  as possible (speed 0) or paced at ``speed`` times real time by the messages' own time stamps.
+  ``log_time`` ``shift`` puts the first message at the replay's start (a boot-time or old log
+  still lands in the writer's partitions); ``keep`` keeps the log's epoch time. Shifted times are
+  whole microseconds after the start. A malformed line of a text log (candump, ASC) is one
+  ParseError(kind=syntax) and reading goes on with the next line; a damaged binary log (an MF4
+  asammdf refuses) ends there with one ParseError(kind=log). ``channels`` keeps only the messages
+  of those buses (a candump interface such as ``can1``; an MF4 bus channel n is ``can{n}``); the
+  others are counted in ``counts["other_bus"]``, not decoded. The first kept message sets the
+  shifted time base. A ``.mf4`` log without asammdf installed is a ConfigError at construction.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from common.clock import Clock
-from common.errors import ParseError, SourceUnavailableError
+from common.errors import ConfigError, ParseError, SourceUnavailableError
 from producers.can.decode import RawMessage
 
 TEXT_READERS = (".log", ".asc")
 """Suffixes whose reader is re-created after a bad line (it reads an open text file line by line)."""
+MF4_SUFFIX = ".mf4"
+"""ASAM MDF4 (CANedge, Vector): python-can's MF4Reader, which needs asammdf."""
+
+
+def _bus_name(msg: Any, default_bus: str) -> str:
+    """The bus a logged message was on: candump's interface, ``can{n}`` for a numbered channel."""
+    if isinstance(msg.channel, int) and not isinstance(msg.channel, bool):
+        return f"can{msg.channel}"
+    return msg.channel if isinstance(msg.channel, str) and msg.channel else default_bus
 
 
 def _raw(msg: Any, observed_at: datetime, default_bus: str) -> RawMessage:
-    bus = msg.channel if isinstance(msg.channel, str) and msg.channel else default_bus
-    if isinstance(msg.channel, int):
-        bus = f"can{msg.channel}"
     return RawMessage(
         float(msg.timestamp),
         observed_at,
-        bus,
+        _bus_name(msg, default_bus),
         int(msg.arbitration_id),
         bool(msg.is_extended_id),
         bytes(msg.data or b""),
@@ -98,10 +110,16 @@ class LogFeed:
         clock: Clock,
         default_bus: str = "can0",
         start: datetime | None = None,
+        channels: Collection[str] = (),
+        counts: Counter[str] | None = None,
     ) -> None:
+        if path.suffix.lower() == MF4_SUFFIX and importlib.util.find_spec("asammdf") is None:
+            raise ConfigError(f"{path.name}: reading an MF4 log needs asammdf (pip install 'edge-telemetry[can]')")
         self.path, self.speed, self.log_time, self.clock = path, speed, log_time, clock
         self.start = start
         self.default_bus = default_bus
+        self.channels = frozenset(channels)
+        self.counts = counts if counts is not None else Counter()
         self.exhausted = False
         self._it: Iterator[Any | ParseError] | None = None
         self._pending: Any = None
@@ -130,7 +148,12 @@ class LogFeed:
                     except (ValueError, IndexError, KeyError) as exc:  # python-can's parse errors
                         yield ParseError(f"{self.path.name}: unreadable line: {str(exc)[:120]}", "syntax")
         try:
-            yield from can.LogReader(self.path)
+            if suffix == MF4_SUFFIX:  # our own handle: python-can leaks its own when asammdf refuses the file
+                with self.path.open("rb") as binary, can.io.MF4Reader(binary) as mf4:
+                    yield from mf4
+            else:
+                with can.LogReader(self.path) as reader:  # closes the file at the end
+                    yield from reader
         except Exception as exc:  # a damaged binary log: everything before it was delivered
             yield ParseError(f"{self.path.name}: log unreadable from here: {str(exc)[:160]}", "log")
 
@@ -140,11 +163,18 @@ class LogFeed:
         assert self._it is not None
         msg = self._pending
         self._pending = None
-        if msg is None:
+        while msg is None:
             msg = next(self._it, None)
             if msg is None:
                 self.exhausted = True
                 return None
+            if (
+                self.channels
+                and not isinstance(msg, ParseError)
+                and _bus_name(msg, self.default_bus) not in self.channels
+            ):
+                self.counts["other_bus"] += 1
+                msg = None
         if isinstance(msg, ParseError):
             return msg
         t = float(msg.timestamp)

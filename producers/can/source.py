@@ -1,6 +1,7 @@
 """CanSource: the run loop's view of the can source (producers/base.py Source). It pulls messages
 from a feed (producers/can/feeds.py) for up to ``timeout`` seconds (at most MAX_BATCH) and hands
-each to the pure CanDecoder. Counts (messages, decoded, suppressed, remote) are in ``counts``;
+each to the pure CanDecoder. Counts (messages, decoded, suppressed, remote) are in ``counts``,
+exported by ``counters()`` to /metrics (``telemetry_producer_source_events_total``, device empty);
 rejections reach ProducerStats.parse_errors by kind through the run loop.
 """
 
@@ -43,6 +44,10 @@ class CanSource:
     @property
     def exhausted(self) -> bool:
         return self.feed.exhausted
+
+    def counters(self) -> dict[tuple[str, str], int]:
+        """("", event) -> count for /metrics: the decoder's ``counts`` (source-wide)."""
+        return {("", event): n for event, n in dict(self.counts).items()}
 
     def open(self) -> None:
         self.feed.open()

@@ -15,7 +15,8 @@ Ping/Pong clock offsets, held values, sequence loss), and ``DynoUdpSource`` belo
   ``Engine RPM``, ``Torque`` in N*m, ``Power`` in kW) names the canonical channel (``rpm``,
   ``torque``, ``horsepower``) whose range the validator checks after converting the unit.
 * Counts: ``source.decoder.stats`` (``lost_messages``, ``out_of_order``, ``held_dropped``, ``pongs``
-  ...); losses and dropped values are also returned as ParseErrors (kinds ``seq_gap``,
+  ...) and ``send_errors``, exported by ``counters()`` to /metrics; losses and dropped values are
+  also returned as ParseErrors (kinds ``seq_gap``,
   ``unknown_channel``) so the run loop counts them.
 """
 
@@ -94,6 +95,12 @@ class DynoUdpSource:
         self.decoder = JetDriveDecoder(host_id, aliases=aliases, **decoder_options)
         self.send_errors = 0
         self._sock: socket.socket | None = None
+
+    def counters(self) -> dict[tuple[str, str], int]:
+        """("", event) -> count for /metrics: the decoder's ``stats`` and ``send_errors`` (source-wide)."""
+        counts = {("", event): n for event, n in dict(self.decoder.stats).items()}
+        counts["", "send_errors"] = self.send_errors
+        return counts
 
     @property
     def bound_port(self) -> int:

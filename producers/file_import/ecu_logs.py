@@ -78,7 +78,7 @@ def mlg_items(path: Path, mapping: ColumnMapping, data: bytes) -> Iterator[Frame
     start = mapping.start_time or header.timestamp
     if start is None:
         raise ConfigError(f"{path.name}: the header has no capture time: set start_time in the mapping")
-    start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    start = (start if start.tzinfo else start.replace(tzinfo=UTC)).astimezone(UTC)  # frames are UTC
     fields = header.fields
     framer = _Framer(path, mapping, tuple(f.name for f in fields), tuple(f.units for f in fields))
     for block in parse_blocks(data, header):
@@ -99,6 +99,7 @@ def msl_items(path: Path, mapping: ColumnMapping, lines: Iterator[tuple[int, str
     if mapping.start_time is None:
         raise ConfigError(f"{path.name}: MegaLogViewer Time has no origin: set start_time (the first row's time)")
     start = mapping.start_time if mapping.start_time.tzinfo else mapping.start_time.replace(tzinfo=UTC)
+    start = start.astimezone(UTC)  # a start_time in another zone (-05:00) still gives UTC frames
     framer: _Framer | None = None
     first: float | None = None
     for item in parse_msl(lines):

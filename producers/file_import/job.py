@@ -257,7 +257,7 @@ def _line_of(error: ParseError) -> int:
 def _send(publisher: Publisher, attempts: int = 5) -> int:
     """Send pending frames; retry Redis errors briefly (the keys stay the same, so retries are safe)."""
     backoff = Backoff(base=0.2, cap=5.0)
-    before = publisher.published
+    before = len(publisher.pending)
     for attempt in range(attempts):
         try:
             publisher.send()
@@ -266,7 +266,7 @@ def _send(publisher: Publisher, attempts: int = 5) -> int:
             if attempt == attempts - 1:
                 raise
             time.sleep(backoff.next_delay())
-    return publisher.published - before
+    return before - len(publisher.pending)
 
 
 class _Pacer:

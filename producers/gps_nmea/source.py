@@ -137,6 +137,10 @@ class GpsNmeaSource:
         """Epochs whose date was corrected for a GPS week rollover."""
         return self.decoder.epochs.rollovers
 
+    def counters(self) -> dict[tuple[str, str], int]:
+        """(device, event) -> count for /metrics: ``week_rollovers``, ``bytes_read``."""
+        return {(self.device, "week_rollovers"): self.rollovers, (self.device, "bytes_read"): self.bytes_read}
+
     @property
     def is_open(self) -> bool:
         """The port is open (bytes sent before it opens are lost: pyserial flushes input on open)."""

@@ -75,7 +75,9 @@ class _Scale:
     polled: bool = False
     last: ScaleReading | None = None
     last_sent_ns: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    """This scale's ``connects``, ``losses``, ``open_failures``, ``suppressed`` (records dropped by
+    min_interval_s) and ``rejected_<kind>`` (bad records): the source's counters()."""
 
     def new_framer(self) -> LineFramer | ToledoFramer:
         self.guard, self.toledo = DecimalsGuard(), ToledoGuard()
@@ -99,14 +101,24 @@ class ScalesSource:
         self.clock = clock or SystemClock()
         self.open_workers = open_workers
         self.scales = [_Scale(c, c.line_format(), Backoff(base=0.5, cap=reconnect_max)) for c in config.scales]
-        self.stats: Counter[str] = Counter()
-        """``connects``, ``losses``, ``open_failures``, ``suppressed`` (records dropped by min_interval_s)."""
         self._selector: selectors.BaseSelector | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     @property
     def exhausted(self) -> bool:
         return False
+
+    def counters(self) -> dict[tuple[str, str], int]:
+        """(device, event) -> count, per scale (see ``_Scale.events``); exported to /metrics."""
+        return {(s.cfg.device, event): n for s in self.scales for event, n in dict(s.events).items()}
+
+    @property
+    def stats(self) -> Counter[str]:
+        """The events of all scales summed (a view of ``counters()``)."""
+        total: Counter[str] = Counter()
+        for (_, event), n in self.counters().items():
+            total[event] += n
+        return total
 
     def open(self) -> None:
         """Start connecting every scale; return once one is up (SourceUnavailableError if none)."""
@@ -186,12 +198,12 @@ class ScalesSource:
             self._selector.register(port.fileno(), selectors.EVENT_READ, scale)
         except (AttributeError, OSError, NotImplementedError, ValueError):
             scale.polled = True  # e.g. rfc2217:// or loop://: read on every cycle
-        self.stats["connects"] += 1
+        scale.events["connects"] += 1
         logger.info("scale %s connected (%s)", scale.cfg.device, scale.cfg.url)
         out.append(self._status(scale, 1.0))
 
     def _failed(self, scale: _Scale, reason: str) -> None:
-        self.stats["open_failures"] += 1
+        scale.events["open_failures"] += 1
         delay = scale.backoff.next_delay()
         scale.retry_at = time.monotonic() + delay
         # One warning per outage; 300 scales retrying must not flood the log.
@@ -199,7 +211,7 @@ class ScalesSource:
         logger.log(level, "scale %s: %s; retry in %.1fs", scale.cfg.device, reason, delay)
 
     def _lost(self, scale: _Scale, reason: str, out: list[Frame | ParseError]) -> None:
-        self.stats["losses"] += 1
+        scale.events["losses"] += 1
         self._drop(scale)
         self._failed(scale, f"connection lost: {reason}")
         out.append(self._status(scale, 0.0))
@@ -240,11 +252,11 @@ class ScalesSource:
                 else:
                     reading = scale.guard.check(parse_line(item, scale.fmt))
             except ParseError as exc:
-                scale.errors[exc.kind] += 1
+                scale.events[f"rejected_{exc.kind}"] += 1
                 out.append(ParseError(f"{scale.cfg.device}: {exc}", exc.kind))
                 continue
             except Exception as exc:  # one frame must never end the producer (issue 12)
-                scale.errors["internal"] += 1
+                scale.events["rejected_internal"] += 1
                 out.append(unexpected(exc, f"{scale.cfg.device}: frame {str(item)[:40]!r}"))
                 continue
             if self._suppress(scale, reading, mono):
@@ -254,7 +266,7 @@ class ScalesSource:
     def _suppress(self, scale: _Scale, reading: ScaleReading, mono: int) -> bool:
         interval_ns = int(scale.cfg.min_interval_s * 1e9)
         if interval_ns and reading == scale.last and mono - scale.last_sent_ns < interval_ns:
-            self.stats["suppressed"] += 1
+            scale.events["suppressed"] += 1
             return True
         scale.last, scale.last_sent_ns = reading, mono
         return False

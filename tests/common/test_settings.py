@@ -95,3 +95,19 @@ def test_a_bad_json_setting_is_one_line_naming_the_variable(
     with pytest.raises(ConfigError) as err:
         load_settings(_env_file=None)
     assert str(err.value).count("\n") == 0 and var in str(err.value) and why in str(err.value), err.value
+
+
+def test_one_walk_feeds_the_check_the_readme_and_the_env_example() -> None:
+    """The unknown-variable check, the README table and the env example list the same variables,
+    all from ``settings_fields`` (a section added to Settings reaches all three at once)."""
+    import re
+
+    from common.settings import settings_fields
+    from common.settings_doc import env_example, reference_markdown
+
+    walked = [f.env for f in settings_fields()]
+    assert len(walked) == len(set(walked)) and set(walked) == set(env_names())
+    assert re.findall(r"^\| `(TELEMETRY_\w+)`", reference_markdown(), re.M) == walked
+    assert re.findall(r"^#(TELEMETRY_\w+)=", env_example(), re.M) == walked
+    http = [f for f in settings_fields() if f.section == "TELEMETRY_HTTP"]
+    assert [f.env for f in http][:2] == ["TELEMETRY_HTTP__ENABLED", "TELEMETRY_HTTP__HOST"]

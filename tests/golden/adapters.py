@@ -268,7 +268,8 @@ def run_file_import(case: Case, shared_data: Path) -> list[Item]:
 def run_can(case: Case, shared_data: Path) -> list[Item]:
     """CanSource replaying the capture (candump) through python-can's reader and the DBC decoder,
     one message per read. Settings: ``dbc`` (bus -> DBC paths relative to ../shared/data), ``checksum``,
-    ``dbc_strict``, ``min_interval_s``, ``deadband``. Log times are shifted to start at the clock's T0.
+    ``dbc_strict``, ``min_interval_s``, ``deadband``, ``log_channels`` (buses replayed; an MF4's bus
+    channel n is ``can{n}``). Log times are shifted to start at the clock's T0.
     """
     from producers.can.dbc import load_bus_dbcs
     from producers.can.decode import CanDecoder
@@ -282,8 +283,17 @@ def run_can(case: Case, shared_data: Path) -> list[Item]:
     buses = load_bus_dbcs(dbc, s.get("checksum", {}), s.get("dbc_strict", False))
     throttle = Throttle(s.get("min_interval_s", {}), s.get("deadband", {}))
     clock = StepClock()
-    feed = LogFeed(shared_data / case.capture, 0.0, "shift", clock, start=T0)
-    source = CanSource(feed, CanDecoder(buses, throttle=throttle), case.capture, clock)
+    decoder = CanDecoder(buses, throttle=throttle)
+    feed = LogFeed(
+        shared_data / case.capture,
+        0.0,
+        "shift",
+        clock,
+        start=T0,
+        channels=s.get("log_channels", ()),
+        counts=decoder.counts,
+    )
+    source = CanSource(feed, decoder, case.capture, clock)
     out: list[Item] = []
     source.open()
     try:

@@ -1,6 +1,8 @@
 """Golden cases: find the case folders, read ``case.toml``, project frames to JSON lines, diff them.
 
-A case is a folder ``tests/golden/<source>/<case>/`` holding ``case.toml`` and ``expected.jsonl``.
+A case is a folder ``tests/golden/<source>/<case>/`` holding ``case.toml`` and ``expected.jsonl``, or
+``expected.jsonl.gz`` when the text is over ``GZIP_OVER`` bytes (``write_expected`` picks; gzip with
+mtime 0, so the same text gives the same bytes; ``read_expected`` reads either).
 ``case.toml`` keys (anything else is an error, so a typo cannot silently change a case):
 
 * ``capture``   path of a real capture relative to the shared data folder (``nmea/mtk-3301.log``), or
@@ -22,6 +24,7 @@ injected ``StepClock``. Reads the captures in place; copies nothing. No I/O besi
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -36,6 +39,9 @@ from common.schema import Frame, encode
 GOLDEN = Path(__file__).resolve().parent
 CASE_FILE = "case.toml"
 EXPECTED_FILE = "expected.jsonl"
+EXPECTED_GZ = "expected.jsonl.gz"
+GZIP_OVER = 256 * 1024
+"""Expected text longer than this (bytes) is stored gzip-compressed as ``expected.jsonl.gz``."""
 SHARED_DATA = Path(os.environ.get("TELEMETRY_TEST_SHARED_DATA", GOLDEN.parents[2] / "shared" / "data"))
 """The shared captures, as tests/conftest.py finds them (``../shared/data`` beside the repo)."""
 KEYS = frozenset(["capture", "input", "synthetic", "note", "chunk", "repeat", "settings"])
@@ -62,7 +68,9 @@ class Case:
 
     @property
     def expected_path(self) -> Path:
-        return self.folder / EXPECTED_FILE
+        """``expected.jsonl.gz`` if the case has one, else ``expected.jsonl`` (which may not exist yet)."""
+        gz = self.folder / EXPECTED_GZ
+        return gz if gz.exists() else self.folder / EXPECTED_FILE
 
     def input_bytes(self, shared_data: Path) -> bytes:
         """The capture (read in place) or the inline input file."""
@@ -118,8 +126,32 @@ def dumps(lines: list[Line]) -> bytes:
     return b"".join(orjson.dumps(line) + b"\n" for line in lines)
 
 
+def expected_text(case: Case) -> bytes | None:
+    """The stored expected JSON lines (decompressed), None if the case has none yet."""
+    path = case.expected_path
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name == EXPECTED_GZ else data
+
+
 def read_expected(case: Case) -> list[Line]:
-    return [orjson.loads(line) for line in case.expected_path.read_bytes().splitlines() if line.strip()]
+    return [orjson.loads(line) for line in (expected_text(case) or b"").splitlines() if line.strip()]
+
+
+def write_expected(case: Case, body: bytes) -> str:
+    """Store ``body`` as the case's expected output: gzip (mtime 0) over GZIP_OVER bytes, else plain; the
+    other form is removed. Nothing is written when the text is unchanged (a zlib upgrade cannot churn
+    the .gz). Returns ``written`` (new), ``unchanged``, ``CHANGED``, or the same text moved between
+    the two forms (``recompressed``/``unpacked``)."""
+    old = expected_text(case)
+    plain, gz = case.folder / EXPECTED_FILE, case.folder / EXPECTED_GZ
+    keep, drop = (gz, plain) if len(body) > GZIP_OVER else (plain, gz)
+    if old == body and keep.exists() and not drop.exists():
+        return "unchanged"
+    keep.write_bytes(gzip.compress(body, mtime=0) if keep is gz else body)
+    drop.unlink(missing_ok=True)
+    return "written" if old is None else ("CHANGED" if old != body else "recompressed" if keep is gz else "unpacked")
 
 
 def first_difference(expected: list[Line], got: list[Line]) -> str | None:

@@ -1,4 +1,4 @@
-"""``python -m tests.golden.regen [SOURCE [CASE]]``: rewrite the golden cases' expected.jsonl.
+"""``python -m tests.golden.regen [SOURCE [CASE]]``: rewrite the golden cases' expected.jsonl (.gz if large).
 
 Runs each case's adapter on its input and writes what it produces. Review the ``git diff`` of the
 expected files before committing: a regenerated file is only as right as the code that wrote it.
@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from tests.golden.adapters import ADAPTERS, produce
-from tests.golden.cases import SHARED_DATA, discover, dumps, project
+from tests.golden.cases import SHARED_DATA, discover, dumps, project, write_expected
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,10 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         adapter = ADAPTERS[case.source]
         lines = [project(item, adapter.volatile) for item in produce(case, SHARED_DATA)]
         body = dumps(lines)
-        old = case.expected_path.read_bytes() if case.expected_path.exists() else None
-        case.expected_path.write_bytes(body)
-        state = "unchanged" if old == body else ("written" if old is None else "CHANGED")
-        print(f"{case.id}: {len(lines)} lines, {len(body)} bytes, {state}")
+        state = write_expected(case, body)
+        path = case.expected_path
+        print(f"{case.id}: {len(lines)} lines, {len(body)} bytes, {path.name} {path.stat().st_size} bytes, {state}")
     return 0
 
 

@@ -15,7 +15,20 @@ import pytest
 
 from producers import registry
 from tests.golden.adapters import ADAPTERS, produce
-from tests.golden.cases import CASE_FILE, GOLDEN, Case, discover, first_difference, project, read_expected
+from tests.golden.cases import (
+    CASE_FILE,
+    EXPECTED_FILE,
+    EXPECTED_GZ,
+    GOLDEN,
+    GZIP_OVER,
+    Case,
+    discover,
+    dumps,
+    first_difference,
+    project,
+    read_expected,
+    write_expected,
+)
 
 CASES = discover()
 
@@ -37,12 +50,7 @@ HELPERS = {
 }
 """Files that are not captures, with the reason."""
 
-PENDING = {
-    "dyno/*.msl": "MegaLogViewer ASCII ECU log: 7,977 rows x 26 channels would make a ~9 MB expected.jsonl; "
-    "tests/producers/test_ecu_logs.py and tests/integration/test_ecu_log_import.py check it against the README",
-    "can/*.MF4": "CAN log (MDF4): python-can reads it only with asammdf, not installed; the same frames are "
-    "the .candump.log cases",
-}
+PENDING: dict[str, str] = {}
 """Captures of sources not in the tree yet: a case is a folder to add with that source."""
 
 
@@ -101,6 +109,10 @@ def test_every_folder_is_a_complete_case() -> None:
         assert (folder / CASE_FILE).is_file(), f"{folder}: a case folder needs {CASE_FILE}"
     for case in CASES:
         assert case.expected_path.is_file() and read_expected(case), f"{case.id}: empty or missing expected output"
+        both = (case.folder / EXPECTED_FILE).exists() and (case.folder / EXPECTED_GZ).exists()
+        assert not both, f"{case.id}: both {EXPECTED_FILE} and {EXPECTED_GZ}; keep the one regen writes"
+        text = case.expected_path.stat().st_size if case.expected_path.name == EXPECTED_FILE else GZIP_OVER + 1
+        assert text <= GZIP_OVER or case.expected_path.name == EXPECTED_GZ, f"{case.id}: large, regen compresses it"
     assert all(c.synthetic == (c.capture is None) for c in CASES)
 
 
@@ -134,3 +146,20 @@ def test_another_chunk_size_gives_the_same_channels_and_rejections(case: Case, r
     recut = [project(item) for item in produce(replace(case, chunk=7), shared)]
     meaning = [line.get("ch", line.get("error")) for line in read_expected(case)]
     assert [line.get("ch", line.get("error")) for line in recut] == meaning
+
+
+def test_large_expected_output_is_stored_gzipped_and_deterministic(tmp_path: Path) -> None:
+    case = Case("scales", "tmp", tmp_path)
+    small = dumps([{"error": "syntax", "message": "x"}])
+    assert write_expected(case, small) == "written" and case.expected_path.name == EXPECTED_FILE
+    large = dumps([{"error": "syntax", "message": "x" * 100, "line": n} for n in range(GZIP_OVER // 100)])
+    assert write_expected(case, large) == "CHANGED" and case.expected_path.name == EXPECTED_GZ
+    assert not (tmp_path / EXPECTED_FILE).exists()  # one form per case
+    stored = case.expected_path.read_bytes()
+    assert len(stored) < len(large) // 10 and read_expected(case)[-1]["line"] == GZIP_OVER // 100 - 1
+    assert write_expected(case, large) == "unchanged" and case.expected_path.read_bytes() == stored
+    (tmp_path / EXPECTED_GZ).unlink()
+    write_expected(case, large)
+    assert case.expected_path.read_bytes() == stored  # mtime 0: the same text gives the same bytes
+    assert write_expected(case, small) == "CHANGED" and case.expected_path.name == EXPECTED_FILE
+    assert not (tmp_path / EXPECTED_GZ).exists()

@@ -60,7 +60,7 @@ def test_afr_serial_through_redis_and_writer_into_postgres(settings: Settings, r
         ) as run:
             wait_for(lambda: source.connected, 10, what="port open")
             go.set()
-            wait_for(lambda: run.publisher.published >= 22, 15, what="22 frames published")
+            wait_for(lambda: run.stats.frames_published >= 22, 15, what="22 frames published")
     finally:
         server.close()
         for c in clients:

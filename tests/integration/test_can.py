@@ -1,4 +1,4 @@
-"""The can source end to end: every capture in shared/data/can replayed by ``produce("can", ...)``
+"""The can source end to end: every capture in shared/data/can (the OBD-II MF4 too) replayed by ``produce("can", ...)``
 (the body of ``telemetry-produce can``) into the real Redis, committed by the real writer, read
 back from PostgreSQL and compared with cantools' reference values (expected_cantools.json), with
 comma.ai's own decoded RAV4 values (the oracle CSVs), and with the README's OBD-II and J1939
@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 START = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
 RAV4 = "comma2k19_rav4_2017_seg40_first10s"
 OBD = "css_obd2_7512BE4D_00000427_00000001.can1.candump.log"
+OBD_MF4 = "css_obd2_7512BE4D_00000427_00000001.MF4"
 J1939 = "css_j1939_FCBF0606_00003482_00000001-60B621D9.candump.log"
 
 TOLERANCE = 1e-12
@@ -166,10 +167,23 @@ def test_rav4_replay_equals_cantools_and_comma_oracle(settings: Settings, shared
         assert abs(angle - float(row["steering_angle_deg"])) <= TOLERANCE, row
 
 
-def test_obd2_replay_rpm_speed_coolant_and_multi_frame_vin(settings: Settings, shared_data: Path) -> None:
+@pytest.mark.parametrize(
+    ("replayed", "log_channels"), [(OBD, []), (OBD_MF4, ["can1"])], ids=["candump", "mf4-can1-only"]
+)
+def test_obd2_replay_rpm_speed_coolant_and_multi_frame_vin(
+    settings: Settings, shared_data: Path, replayed: str, log_channels: list[str]
+) -> None:
+    """The CAN1 candump, and the original MF4 (python-can's MF4Reader, asammdf) replayed on bus can1
+    only: the same facts, at the same times (the candump's lines give the expected times of both)."""
     data = shared_data / "can"
     log = data / OBD
-    stats, frames = replay(settings, "can-obd", log_file=log, dbc={"*": [data / "CSS-Electronics-OBD2-v1.4.dbc"]})
+    stats, frames = replay(
+        settings,
+        "can-obd",
+        log_file=data / replayed,
+        log_channels=log_channels,
+        dbc={"*": [data / "CSS-Electronics-OBD2-v1.4.dbc"]},
+    )
     expected = json.loads((data / "expected_cantools.json").read_text())[OBD]
     t0 = first_time(log)
     pid_frames = [f for f in frames if any(c.startswith("OBD2.S1_PID_") for c in f.channels)]

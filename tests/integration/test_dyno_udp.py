@@ -42,9 +42,9 @@ def _frames(redis: Redis, settings: Settings) -> list[Frame]:
 
 
 @contextmanager
-def producing(source: DynoUdpSource, redis: Redis, settings: Settings) -> Iterator[dict[str, ProducerStats]]:
+def producing(source: DynoUdpSource, redis: Redis, settings: Settings) -> Iterator[ProducerStats]:
     with running_producer(source, redis, settings, "dyno_udp@test", read_timeout=0.05) as run:
-        yield run.result
+        yield run.stats
 
 
 def _drive(peer: JetDrivePeer, until: Callable[[], object], timeout: float = 10.0) -> None:

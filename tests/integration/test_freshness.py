@@ -21,7 +21,7 @@ from common.fill import FillEstimator
 from common.schema import Priority
 from common.settings import Settings
 from producers.base import ProducerStats
-from producers.metrics import MeteredPublisher, ProducerTelemetry
+from producers.metrics import ProducerTelemetry
 from writer.freshness import oldest_unacked
 from writer.metrics import WriterTelemetry
 from writer.pg import connect_pg
@@ -123,10 +123,11 @@ def test_producer_spool_time_until_full() -> None:
     """The spool part of the producer's /metrics, with sample times chosen (synthetic levels)."""
     from fakeredis import FakeRedis
 
+    from common.publish import Publisher
     from common.streams import StreamNames
 
     stats = ProducerStats()
-    tel = ProducerTelemetry("gps_nmea", stats, MeteredPublisher(FakeRedis(), StreamNames("x"), "p/1"))
+    tel = ProducerTelemetry("gps_nmea", stats, Publisher(FakeRedis(), StreamNames("x"), "p/1"))
     clock = iter([0.0, 10.0])
     tel.spool_fill = FillEstimator(clock=lambda: next(clock))
     stats.spool_bytes, stats.spool_limit_bytes = 100_000, 1_000_000
@@ -160,7 +161,9 @@ def test_status_shows_the_writers_producer_to_commit_latency(settings: Settings,
     wtel, stop = WriterTelemetry(settings), threading.Event()
     server = OpsServer("127.0.0.1", 0, wtel.endpoints()).start()
     url = f"http://127.0.0.1:{server.port}"
-    thread = threading.Thread(target=run_writer, args=(settings, stop, "lat-writer", wtel.live, wtel.observe))
+    thread = threading.Thread(
+        target=run_writer, args=(settings, stop, "lat-writer"), kwargs={"stats": wtel.stats, "observe": wtel.observe}
+    )
     thread.start()
     try:
         wait_for(lambda: count_readings(settings) == 20, 30, what="20 frames committed")

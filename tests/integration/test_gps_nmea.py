@@ -60,10 +60,10 @@ def write_all(fd: int, data: bytes) -> threading.Thread:
 @contextmanager
 def producing(
     source: GpsNmeaSource, redis: Redis, settings: Settings, reconnect_max: float = 10.0
-) -> Iterator[dict[str, ProducerStats]]:
+) -> Iterator[ProducerStats]:
     name = f"gps_nmea@{source.device}"
     with running_producer(source, redis, settings, name, read_timeout=0.05, reconnect_max=reconnect_max) as run:
-        yield run.result
+        yield run.stats
 
 
 def expected_frames(data: bytes, device: str) -> list[Frame]:
@@ -86,7 +86,7 @@ def test_every_capture_through_pty_redis_writer_postgres(settings: Settings, red
     data = {name: replay_bytes(shared_data, name) for name in CAPTURES}
     expected = {name: expected_frames(data[name], name) for name in CAPTURES}
     ptys = {name: open_pty() for name in CAPTURES}
-    stats: dict[str, dict[str, ProducerStats]] = {}
+    stats: dict[str, ProducerStats] = {}
     with running_writer(settings) as live, _all_producing(ptys, redis, settings, stats) as sources:
         # The writer's upkeep thread drops partitions older than its retention in its first pass:
         # prime it with one frame of today, and once that pass has run add the capture days,
@@ -120,7 +120,7 @@ def test_every_capture_through_pty_redis_writer_postgres(settings: Settings, red
     for name in CAPTURES:
         _compare_with_gpsd(name, stored, shared_data)
         assert {f.observed_at for f in expected[name]} == {t for d, t in stored if d == name}
-        run = stats[name]["stats"]
+        run = stats[name]
         rejected = {k: v for k, v in EXPECTED[name].items() if k not in ("frames", "sentences")}
         assert dict(run.parse_errors) == rejected, name
         assert run.frames_published == EXPECTED[name]["frames"] and run.outages == 0
@@ -128,7 +128,7 @@ def test_every_capture_through_pty_redis_writer_postgres(settings: Settings, red
 
 @contextmanager
 def _all_producing(
-    ptys: dict[str, tuple[int, int, str]], redis: Redis, settings: Settings, stats: dict[str, dict[str, ProducerStats]]
+    ptys: dict[str, tuple[int, int, str]], redis: Redis, settings: Settings, stats: dict[str, ProducerStats]
 ) -> Iterator[list[GpsNmeaSource]]:
     from contextlib import ExitStack
 
@@ -194,7 +194,7 @@ def test_unplug_and_replug_reconnects_and_loses_nothing(
         os.close(master)
         os.close(slave)
         wait_for(lambda: len(_stream(redis, settings)) == n_a + n_b, 10, what="last epoch kept at unplug")
-    stats = out["stats"]
+    stats = out
     frames = _stream(redis, settings)
     whole = expected_frames(data, "neo")
     assert [f.observed_at for f in frames] == [f.observed_at for f in whole]

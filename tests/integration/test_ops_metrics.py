@@ -44,7 +44,7 @@ from common.publish import Publisher
 from common.schema import Channel, Frame, Priority, Quality
 from producers.base import ProducerStats, run_producer
 from producers.jsonl import JsonlSource
-from producers.metrics import MeteredPublisher, ProducerTelemetry
+from producers.metrics import ProducerTelemetry
 from producers.validate import RangeValidator
 from tests.conftest import REPO, env_for, settings_for
 from tests.helpers import count_readings, wait_for
@@ -110,7 +110,7 @@ def traffic(redis_url: str, pg_dsn: str, tmp_path_factory: pytest.TempPathFactor
     path = tmp_path_factory.mktemp("ops") / "in.jsonl"
     _jsonl(path)
     stats = ProducerStats()
-    publisher = MeteredPublisher(redis, names, "jsonl@ops/1")
+    publisher = Publisher(redis, names, "jsonl@ops/1")
     ptel = ProducerTelemetry("jsonl", stats, publisher)
     wtel = WriterTelemetry(settings)
     servers = [OpsServer("127.0.0.1", 0, ptel.endpoints()).start(), OpsServer("127.0.0.1", 0, wtel.endpoints()).start()]
@@ -119,7 +119,11 @@ def traffic(redis_url: str, pg_dsn: str, tmp_path_factory: pytest.TempPathFactor
         threading.Thread(
             target=run_producer, args=(source, publisher, RangeValidator({}), stop), kwargs={"stats": stats}
         ),
-        threading.Thread(target=run_writer, args=(settings, stop, "ops-writer", wtel.live, wtel.observe)),
+        threading.Thread(
+            target=run_writer,
+            args=(settings, stop, "ops-writer"),
+            kwargs={"stats": wtel.stats, "observe": wtel.observe},
+        ),
     ]
     for t in threads:
         t.start()

@@ -94,8 +94,7 @@ def test_a_forward_clock_jump_drops_nothing_and_is_refused_with_a_metric(setting
     assert "clock moved" in report.plan.refusal and report.dropped == []
     assert count_readings(settings) == 25
     assert stats.retention_refusals == 1 and stats.retention_refused
-    telemetry = WriterTelemetry(settings)
-    telemetry.live["live"] = stats
+    telemetry = WriterTelemetry(settings, stats=stats)
     text = generate_latest(telemetry.registry).decode()
     assert "telemetry_writer_retention_refusals_total 1.0" in text
     assert "telemetry_writer_retention_refused 1.0" in text
@@ -178,6 +177,9 @@ def test_a_long_query_on_readings_does_not_stop_commits_while_upkeep_wants_to_dr
 
         t = threading.Thread(target=upkeep)
         t.start()
+        # this pass, not the writer's own upkeep, must be the one holding the retention lock
+        # (one pass per schema at a time): wait until its DROP waits for the lock (or gave up)
+        wait_for(lambda: failed or not t.is_alive() or _lock_waits(settings) > 0, 30, what="the DROP waiting")
         publish(settings, redis, [frame("dev", i, x=float(i)) for i in range(10)])
         with running_writer(settings) as live:
             wait_for(lambda: live.frames == 10, 20, what="commits while the long query runs")
@@ -187,6 +189,16 @@ def test_a_long_query_on_readings_does_not_stop_commits_while_upkeep_wants_to_dr
         dashboard.close()
     with _conn(settings) as conn:
         assert old in partition_days(conn), "the DROP gave up instead of queueing; the next pass retries"
+
+
+def _lock_waits(settings: Settings) -> int:
+    """Lock requests on this test schema's tables that are waiting (not granted)."""
+    rows = pg_query(
+        settings,
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " WHERE NOT l.granted AND c.relnamespace = current_schema()::regnamespace",
+    )
+    return int(rows[0][0])
 
 
 def test_migrate_handles_a_retention_of_1100_days(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

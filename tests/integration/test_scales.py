@@ -58,9 +58,9 @@ def test_scales_through_redis_and_writer_into_postgres(settings: Settings, redis
             while view:  # a pty write may be partial
                 view = view[os.write(m_qhw, view[:512]) :]
             wait_for(
-                lambda: run.publisher.published >= expected_frames,
+                lambda: run.stats.frames_published >= expected_frames,
                 20,
-                what=f"{expected_frames} frames (published {run.publisher.published}, {source.stats})",
+                what=f"{expected_frames} frames (published {run.stats.frames_published}, {source.stats})",
             )
     finally:
         server.close()

@@ -25,25 +25,26 @@ pytestmark = pytest.mark.integration
 @contextmanager
 def writer_observed(settings: Settings) -> Iterator[tuple[Any, list[tuple[str, int]]]]:
     """run_writer in a thread; yields its stats and the (operation, rows) it observed."""
-    from writer.replica import run_writer
+    from writer.replica import LANES, run_writer
+    from writer.stats import WriterStats
 
     seen: list[tuple[str, int]] = []
-    stop, holder = threading.Event(), {}  # type: ignore[var-annotated]
+    stop, stats = threading.Event(), WriterStats()
 
     def target() -> None:
         run_writer(
             settings,
             stop,
             consumer="limits",
-            stats_out=holder,
+            stats=stats,
             observe=lambda op, _s, ok, rows: seen.append((op, rows)),
         )
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    wait_for(lambda: "live" in holder or not thread.is_alive(), 30, what="writer start")
+    wait_for(lambda: len(stats.lanes) == len(LANES) or not thread.is_alive(), 30, what="writer start")
     try:
-        yield holder["live"], seen
+        yield stats, seen
     finally:
         stop.set()
         thread.join(30)

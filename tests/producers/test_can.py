@@ -360,6 +360,7 @@ def test_error_frames_in_a_log_are_counted(tmp_path: Path, shared_data: Path) ->
     while not source.exhausted:
         items += source.read(0.2)
     assert errors_of(items) == ["error_frame"] and len(frames_of(items)) == 2
+    assert source.counters()[("", "decoded")] == 2  # exported as telemetry_producer_source_events_total
 
 
 def test_multiplexed_message_is_throttled_per_selection(shared_data: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -184,3 +184,16 @@ def test_hostile_mlg_files_are_config_errors_not_crashes(tmp_path: Path, shared_
         path.write_bytes(content)
         with pytest.raises(ConfigError, match=name):
             list(iter_items(path, ColumnMapping(), ImportStats(len(content), "p")))
+
+
+def test_msl_start_time_in_another_zone_gives_utc_frames(shared_data: Path) -> None:
+    """The header's capture date is EST: a start_time with -05:00 must give UTC frames, not schema rejections."""
+    path = shared_data / "dyno" / "megasquirt_ms1_bg20_ms_test.msl"
+    mapping = ColumnMapping(start_time=datetime.fromisoformat("2015-12-26T19:53:12-05:00"))
+    items = list(iter_items(path, mapping, ImportStats(path.stat().st_size, "test")))
+    assert not [i for i in items if isinstance(i, ParseError)]
+    frames = [i for i in items if isinstance(i, Frame)]
+    assert len(frames) == 7_977 and frames[0].observed_at == datetime(2015, 12, 27, 0, 53, 12, tzinfo=UTC)
+    assert all(f.observed_at.utcoffset() == timedelta(0) for f in frames)
+    # last row: Time 27392.920 - first 26853.346 = 539.574 s later
+    assert frames[-1].observed_at - frames[0].observed_at == timedelta(seconds=539.574)

@@ -80,10 +80,10 @@ def test_rejection_log_lines_are_rate_limited() -> None:
 
 def test_spool_and_rejection_metrics_are_exported() -> None:
     from producers.base import ProducerStats
-    from producers.metrics import MeteredPublisher, ProducerTelemetry
+    from producers.metrics import ProducerTelemetry
 
     stats = ProducerStats(spool_available=False, spool_full_writes=3, rejections_sent=2)
-    telemetry = ProducerTelemetry("jsonl", stats, MeteredPublisher(fakeredis.FakeRedis(), NAMES, "p/1"))
+    telemetry = ProducerTelemetry("jsonl", stats, Publisher(fakeredis.FakeRedis(), NAMES, "p/1"))
     samples = [s for fam in telemetry.registry.collect() for s in fam.samples]
     values = {s.name: s.value for s in samples if s.labels.get("source") == "jsonl"}
     assert values["telemetry_producer_spool_available"] == 0.0

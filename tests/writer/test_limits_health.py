@@ -98,13 +98,12 @@ def test_writer_healthz_fails_when_a_lane_stops_turning() -> None:
     from writer.stats import WriterStats
 
     settings = Settings(writer={"stall_s": 5}, _env_file=None)  # type: ignore[call-arg]
-    telemetry = WriterTelemetry(settings)
+    stats = WriterStats()
+    telemetry = WriterTelemetry(settings, stats=stats)
     endpoints = telemetry.endpoints()
     assert endpoints.live()  # starting: no lanes yet
-    stats = WriterStats()
     stats.lanes["urgent"] = LaneHealth(beat_at=time.monotonic())
     stats.lanes["bulk"] = LaneHealth(beat_at=time.monotonic() - 6)  # hung for 6 s in one call
-    telemetry.live["live"] = stats
     assert not endpoints.live()  # the old writer's /healthz was always true
     stats.lanes["bulk"].beat_at = time.monotonic()
     assert endpoints.live()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+import typing
 
-from writer.latency import LatencyHistogram
+from common.latency import LatencyHistogram
 
 
 def test_percentiles_track_exact_values() -> None:
@@ -27,3 +28,17 @@ def test_empty_and_extreme_values() -> None:
     h.add(0.0)
     h.add(1e9)
     assert h.percentile(0.5) <= 1e-4 and h.percentile(1.0) == 1e9
+
+
+def test_one_latency_type_behind_summary_and_e2e_latency() -> None:
+    """/summary's per-operation durations and the writer's end-to-end latency are the same type."""
+    from common.metrics import OpStats, OpSummary
+    from writer.stats import WriterStats
+
+    assert isinstance(OpStats().durations, LatencyHistogram)
+    assert typing.get_type_hints(WriterStats)["latency"] == dict[str, LatencyHistogram]
+    summary = OpSummary()
+    for ms in range(1, 101):
+        summary.observe("copy", ms / 1000, ok=True, rows=1)
+    copy = summary.as_dict()["copy"]
+    assert 50 <= copy["p50_ms"] <= 50 * 1.05 and 99 <= copy["p99_ms"] <= 99 * 1.05 and copy["max_ms"] == 100

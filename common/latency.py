@@ -1,17 +1,17 @@
-"""LatencyHistogram: bounded-memory latency distribution with percentiles. Pure.
+"""LatencyHistogram: the one latency distribution type, bounded memory, with percentiles. Pure.
 
 Log-spaced buckets from 0.1 ms to ~30 min (about 4 % wide), so p50/p99 are accurate to a few
-percent whatever the number of samples. Used for end-to-end latency (producer read to
-commit) per priority.
+percent whatever the number of samples, in a fixed 420 counts. Used for the writer's
+end-to-end latency per priority (writer.stats) and for the per-operation durations behind
+/summary (common.metrics.OpSummary). Not thread-safe: the owner takes its lock. The
+Prometheus histogram ``telemetry_writer_op_seconds`` is prometheus_client's own exposition
+type (a few fixed buckets for dashboards), not a second distribution kept here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from common.schema import Frame
 
 _BASE = 1e-4
 _GROWTH = 1.04
@@ -30,6 +30,8 @@ def _upper(index: int) -> float:
 
 @dataclass
 class LatencyHistogram:
+    """Counts per log-spaced bucket, plus the exact count, sum and max."""
+
     counts: list[int] = field(default_factory=lambda: [0] * _BUCKETS)
     total: int = 0
     max: float = 0.0
@@ -63,12 +65,3 @@ class LatencyHistogram:
             "p99_ms": 1000 * self.percentile(0.99),
             "max_ms": 1000 * self.max,
         }
-
-
-def record_latency(hists: dict[str, LatencyHistogram], frames: Sequence[Frame], now: float) -> None:
-    """Add each frame's end-to-end latency (``now`` minus its received_at) to its priority's histogram."""
-    for f in frames:
-        h = hists.get(f.priority.value)
-        if h is None:
-            h = hists[f.priority.value] = LatencyHistogram()
-        h.add(max(0.0, now - f.received_at.timestamp()))
