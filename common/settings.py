@@ -528,7 +528,8 @@ class RunRule(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
     """Rule name, also the base name of its runs ("pull", "pull 2", ...)."""
     channel: str = Field(min_length=1, max_length=MAX_NAME_LEN)
-    """Channel evaluated (exact name, e.g. "Engine RPM"), in the frame's own unit."""
+    """Channel evaluated (exact name as stored, e.g. "rpm": JetDrive's "Engine RPM" after the default
+    dyno_udp aliases), in the frame's own unit."""
     start_above: float
     stop_below: float
     start_for_s: float = Field(default=1.0, ge=0, le=3600)
@@ -548,7 +549,7 @@ class RunRule(Section):
 
 class RunsSettings(Section):
     rules: list[RunRule] = []
-    """JSON list of rules, e.g. [{"name": "pull", "kind": "dyno", "channel": "Engine RPM",
+    """JSON list of rules, e.g. [{"name": "pull", "kind": "dyno", "channel": "rpm",
     "start_above": 2000, "start_for_s": 1, "stop_below": 1500, "stop_for_s": 2}]; optional keys
     "device" (fnmatch pattern, default "*") and "stable_within" (see README, Runs)."""
     priorities: list[str] = ["critical", "high", "normal", "low"]

@@ -13,7 +13,7 @@ log() { printf '\n== %s\n' "$*"; }
 bash deploy/local-services.sh
 
 log "installing the package and its test dependencies"
-python3 -m pip install -q --disable-pip-version-check -e ".[dev,obd,archive,can,plot]"
+python3 -m pip install -q --disable-pip-version-check -e ".[dev,obd,archive,can,mf4,plot]"
 
 log "running tests"
 exec python3 -m pytest "$@"

@@ -5,7 +5,7 @@ I/O only; each python-can Message becomes a ``RawMessage`` (producers/can/decode
   (SocketCAN ENETDOWN, bus-off reported as an error) raises SourceUnavailableError: the run loop
   counts the outage and reopens it with backoff. Time stamps are the interface's (epoch seconds).
 * ``LogFeed``: a log file read with python-can's readers (candump ``.log``, ``.asc``, ``.blf``,
-  ``.trc``, ``.csv``, ASAM MDF4 ``.mf4`` with asammdf, part of the ``can`` extra). Replay as fast
+  ``.trc``, ``.csv``, ASAM MDF4 ``.mf4`` with asammdf, the ``mf4`` extra). Replay as fast
   as possible (speed 0) or paced at ``speed`` times real time by the messages' own time stamps.
   ``log_time`` ``shift`` puts the first message at the replay's start (a boot-time or old log
   still lands in the writer's partitions); ``keep`` keeps the log's epoch time. Shifted times are
@@ -114,7 +114,7 @@ class LogFeed:
         counts: Counter[str] | None = None,
     ) -> None:
         if path.suffix.lower() == MF4_SUFFIX and importlib.util.find_spec("asammdf") is None:
-            raise ConfigError(f"{path.name}: reading an MF4 log needs asammdf (pip install 'edge-telemetry[can]')")
+            raise ConfigError(f"{path.name}: reading an MF4 log needs asammdf (pip install 'edge-telemetry[mf4]')")
         self.path, self.speed, self.log_time, self.clock = path, speed, log_time, clock
         self.start = start
         self.default_bus = default_bus

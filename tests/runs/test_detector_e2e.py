@@ -22,7 +22,7 @@ from datetime import timedelta
 import pytest
 from redis import Redis
 
-from common.settings import Settings
+from common.settings import DynoUdpSettings, Settings
 from common.streams import RUNS_GROUP
 from producers.dyno_udp import TIME_SOURCE, DynoUdpSource
 from tests.conftest import REPO, env_for
@@ -32,7 +32,7 @@ from tests.producers.jetdrive_peer import JetDrivePeer
 
 pytestmark = pytest.mark.integration
 
-RULE = {"name": "pull", "kind": "dyno", "channel": "Engine RPM", "device": "power-core-*",
+RULE = {"name": "pull", "kind": "dyno", "channel": "rpm", "device": "power-core-*",
         "start_above": 2000, "start_for_s": 1, "stop_below": 1500, "stop_for_s": 2}  # fmt: skip
 
 
@@ -58,7 +58,8 @@ def runs_rows(settings: Settings) -> list[tuple[object, ...]]:
 
 
 def test_a_pull_starts_and_ends_a_run_by_itself_across_a_detector_kill(settings: Settings, redis: Redis) -> None:
-    source = DynoUdpSource("127.0.0.1", 0, ping_interval_ms=200)
+    # the deployed alias table: Dynojet's "Engine RPM" is published as "rpm", the rule's channel
+    source = DynoUdpSource("127.0.0.1", 0, ping_interval_ms=200, aliases=DynoUdpSettings().aliases)
     source.open()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
@@ -103,11 +104,11 @@ def test_a_pull_starts_and_ends_a_run_by_itself_across_a_detector_kill(settings:
     (_id, name, status, started_at, ended_at, summary, origin, kind) = rows[0]
     assert (name, status, origin, kind) == ("pull", "closed", "detector", "dyno")
     # the boundaries the rule defines: first frame above 2,000 rpm, first frame below 1,500 rpm after it
-    above = "SELECT min(observed_at) FROM readings WHERE channel = 'Engine RPM' AND value > 2000"
+    above = "SELECT min(observed_at) FROM readings WHERE channel = 'rpm' AND value > 2000"
     first_above = pg_query(settings, above)
     first_below = pg_query(
         settings,
-        "SELECT min(observed_at) FROM readings WHERE channel = 'Engine RPM' AND value < 1500 AND observed_at > %s",
+        "SELECT min(observed_at) FROM readings WHERE channel = 'rpm' AND value < 1500 AND observed_at > %s",
         [started_at],
     )
     assert started_at == first_above[0][0] and ended_at == first_below[0][0]
@@ -122,7 +123,7 @@ def test_a_pull_starts_and_ends_a_run_by_itself_across_a_detector_kill(settings:
     assert (dyno["peak_torque"]["value"], dyno["peak_torque"]["rpm"]) == (best_torque[1], best_torque[0])
     assert 4000 < best_torque[0] < 5500 and best_power[0] > best_torque[0]  # the synthetic curve's shape
     # the run covers only the pull: all 200 pull frames, and none of the idle or coast frames
-    rpm = next(c for c in summary["channels"] if c["channel"] == "Engine RPM")
+    rpm = next(c for c in summary["channels"] if c["channel"] == "rpm")
     assert rpm["count"] == 200 and rpm["min"] == f32(2500.0) and rpm["max"] == f32(7000.0)
     # the detector's group exists and has nothing left pending (its acks happened after the commit)
     for key in settings.redis.names.streams[:4]:
