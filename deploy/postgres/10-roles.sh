@@ -6,6 +6,9 @@
 #   telemetry_writer  what telemetry-write and telemetry-admin status connect as.
 #   telemetry_runs    NOLOGIN group for the run detector and run verbs (grants: migration 009);
 #                     grant it to a login role to run telemetry-runs with least privilege.
+#   telemetry_run_detector  what telemetry-runs connects as (grants: migration 011, exactly what
+#                     the detector uses; not a member of telemetry_runs). LOGIN with the password
+#                     of PG_RUNS_PASSWORD_FILE; NOLOGIN when that file is absent.
 #
 # The tables themselves are created by the one-shot `migrate` service, never here, so a box
 # without Docker runs the same migration (`telemetry-admin migrate`). Passwords come from the
@@ -15,6 +18,7 @@ set -euo pipefail
 
 owner_pw_file="${PG_OWNER_PASSWORD_FILE:-/run/secrets/pg_owner_password}"
 writer_pw_file="${PG_WRITER_PASSWORD_FILE:-/run/secrets/pg_writer_password}"
+runs_pw_file="${PG_RUNS_PASSWORD_FILE:-/run/secrets/pg_runs_password}"
 db="${TELEMETRY_DB:-telemetry}"
 schema="${TELEMETRY_SCHEMA:-telemetry}"
 
@@ -26,6 +30,12 @@ psql_literal() { local v=${1//\\/\\\\}; printf "'%s'" "${v//\'/\'\'}"; }
 {
   printf '\\set owner_pw %s\n' "$(psql_literal "$(cat "$owner_pw_file")")"
   printf '\\set writer_pw %s\n' "$(psql_literal "$(cat "$writer_pw_file")")"
+  if [ -s "$runs_pw_file" ]; then
+    printf '\\set runs_pw %s\n' "$(psql_literal "$(cat "$runs_pw_file")")"
+  else
+    echo "telemetry: no $runs_pw_file: role telemetry_run_detector created without LOGIN" >&2
+    printf '\\set runs_pw\n'
+  fi
   cat <<'SQL'
 SELECT format('CREATE ROLE telemetry_owner LOGIN PASSWORD %L', :'owner_pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_owner') \gexec
@@ -33,10 +43,14 @@ SELECT format('CREATE ROLE telemetry_writer LOGIN PASSWORD %L', :'writer_pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_writer') \gexec
 SELECT 'CREATE ROLE telemetry_runs NOLOGIN'
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_runs') \gexec
+SELECT CASE WHEN :'runs_pw' = '' THEN 'CREATE ROLE telemetry_run_detector NOLOGIN'
+            ELSE format('CREATE ROLE telemetry_run_detector LOGIN PASSWORD %L', :'runs_pw') END
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_run_detector') \gexec
 SELECT format('CREATE DATABASE %I OWNER telemetry_owner', :'db')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'db') \gexec
 SELECT format('GRANT CONNECT ON DATABASE %I TO telemetry_writer', :'db') \gexec
+SELECT format('GRANT CONNECT ON DATABASE %I TO telemetry_run_detector', :'db') \gexec
 -- TEMPORARY: the writer stages each batch's keys in a session temp table (writer/pg_copy.py).
 SELECT format('GRANT TEMPORARY ON DATABASE %I TO telemetry_writer', :'db') \gexec
 SQL
@@ -50,4 +64,4 @@ SELECT format('GRANT USAGE ON SCHEMA %I TO telemetry_writer', :'schema') \gexec
 -- as telemetry_owner): only the DML the writer needs, and partition maintenance through two
 -- SECURITY DEFINER functions. The writer is not a member of the owner role.
 SQL
-echo "telemetry: database $db, schema $schema, roles telemetry_owner, telemetry_writer and telemetry_runs ready"
+echo "telemetry: database $db, schema $schema, roles telemetry_owner, telemetry_writer, telemetry_runs and telemetry_run_detector ready"
