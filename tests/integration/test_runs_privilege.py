@@ -10,16 +10,20 @@ runs as a real process with exactly these two credentials, as docker-compose.yml
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from redis.exceptions import NoPermissionError, ResponseError
 
+from admin.migrate import migrate
 from common.publish import Publisher, new_producer_id
 from common.redis_client import connect_redis
 from common.schema import Channel, Frame, Priority
@@ -249,3 +253,43 @@ def test_stolen_runs_pg_credential_can_only_read_readings_and_write_runs(deploye
     dsn = psycopg.conninfo.conninfo_to_dict(deployed_roles["runs"])
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(**{**dsn, "password": "wrong"}, connect_timeout=5).close()  # type: ignore[arg-type]
+
+
+def test_without_a_runs_password_the_role_exists_without_login_and_migrate_still_works(
+    pg_server_factory: Any, tmp_path: Path
+) -> None:
+    """10-roles.sh on a box without pg_runs_password: telemetry_run_detector is NOLOGIN, so the
+    migration (as the owner, who cannot create roles) still grants to it, and nobody logs in as it.
+    On a cluster initialised before the role existed, migrate stops at 011 with a hint to create it."""
+    server = pg_server_factory(host_auth="scram-sha-256")
+    pw = {"owner": secrets.token_hex(8), "writer": secrets.token_hex(8)}
+    for role, value in pw.items():
+        (tmp_path / f"pg_{role}_password").write_text(value)
+        (tmp_path / f"pg_{role}_password").chmod(0o644)
+    env = {**os.environ, "PGHOST": str(server.root), "PGPORT": str(server.port), "POSTGRES_USER": "postgres",
+           "PG_OWNER_PASSWORD_FILE": str(tmp_path / "pg_owner_password"),
+           "PG_WRITER_PASSWORD_FILE": str(tmp_path / "pg_writer_password"),
+           "PG_RUNS_PASSWORD_FILE": str(tmp_path / "absent")}  # fmt: skip
+    script = ["bash", str(REPO / "deploy" / "postgres" / "10-roles.sh")]
+    run = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "telemetry_run_detector created without LOGIN" in run.stderr
+    owner = psycopg.conninfo.make_conninfo(host="127.0.0.1", port=server.port, dbname="telemetry",
+                                           user="telemetry_owner", password=pw["owner"])  # fmt: skip
+    with psycopg.connect(owner, autocommit=True) as conn:
+        assert migrate(conn, "telemetry")[-1] >= 11
+        conn.execute("SET search_path TO telemetry")
+        assert conn.execute(
+            "SELECT has_table_privilege('telemetry_run_detector', 'runs', 'INSERT'),"
+            " has_table_privilege('telemetry_run_detector', 'run_marks', 'INSERT'),"
+            " rolcanlogin FROM pg_roles WHERE rolname = 'telemetry_run_detector'"
+        ).fetchone() == (True, False, False)
+        conn.execute("CREATE SCHEMA old")  # a second deployment migrated after the role was dropped
+    superuser = psycopg.conninfo.make_conninfo(host=str(server.root), port=server.port, dbname="telemetry",
+                                               user="postgres")  # fmt: skip
+    with psycopg.connect(superuser, autocommit=True) as conn:
+        conn.execute("DROP OWNED BY telemetry_run_detector")
+        conn.execute("DROP ROLE telemetry_run_detector")
+    with psycopg.connect(owner, autocommit=True) as conn, pytest.raises(psycopg.errors.RaiseException) as err:
+        migrate(conn, "old")
+    assert "cannot create it" in str(err.value) and "10-roles.sh" in (err.value.diag.message_hint or "")
