@@ -4,9 +4,9 @@
 #
 #   telemetry_owner   owns the database and the schema; `telemetry-admin migrate` runs as it.
 #   telemetry_writer  what telemetry-write and telemetry-admin status connect as.
-#   telemetry_runs    NOLOGIN group for the run detector and run verbs (grants: migration 009);
+#   telemetry_runs    NOLOGIN group for the run detector and run verbs (grants: writer/migrations/roles/telemetry_runs.sql);
 #                     grant it to a login role to run telemetry-runs with least privilege.
-#   telemetry_run_detector  what telemetry-runs connects as (grants: migration 011, exactly what
+#   telemetry_run_detector  what telemetry-runs connects as (grants: writer/migrations/roles/telemetry_run_detector.sql, exactly what
 #                     the detector uses; not a member of telemetry_runs). LOGIN with the password
 #                     of PG_RUNS_PASSWORD_FILE; NOLOGIN when that file is absent.
 #

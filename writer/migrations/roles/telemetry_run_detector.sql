@@ -11,23 +11,6 @@
 --   run_detector_position SELECT, INSERT, UPDATE (same)
 -- Advisory locks need no grant. No DELETE, no TRUNCATE, no DDL, nothing of run_marks,
 -- producer_progress, the ledger or the name tables; CONNECT (not TEMPORARY) comes from 10-roles.sh.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_run_detector') THEN
-        BEGIN
-            CREATE ROLE telemetry_run_detector NOLOGIN;
-        EXCEPTION
-            WHEN duplicate_object OR unique_violation THEN
-                NULL;  -- created concurrently by another migration
-            WHEN insufficient_privilege THEN
-                RAISE EXCEPTION 'role telemetry_run_detector does not exist and % cannot create it', current_user
-                    USING HINT = 'as a superuser: CREATE ROLE telemetry_run_detector LOGIN PASSWORD ''...'';'
-                        ' GRANT CONNECT ON DATABASE <db> TO telemetry_run_detector; then migrate again'
-                        ' (deploy/postgres/10-roles.sh does both on a new cluster)';
-        END;
-    END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO telemetry_run_detector', current_schema());
-END $$;
 GRANT SELECT ON readings TO telemetry_run_detector;
 GRANT SELECT, INSERT ON runs TO telemetry_run_detector;
 GRANT UPDATE (ended_at, status, end_key, end_entry, summary) ON runs TO telemetry_run_detector;
