@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/secrets"
 umask 027
 for name in redis_producer_password redis_writer_password redis_importer_password redis_admin_password \
-            pg_superuser_password pg_owner_password pg_writer_password pg_grafana_password deadletter_key; do
+            redis_runs_password pg_superuser_password pg_owner_password pg_writer_password pg_runs_password \
+            pg_grafana_password deadletter_key; do
   [ -s "$name" ] || head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$name"
   chgrp 10001 "$name" 2>/dev/null || true
   chmod 0640 "$name"

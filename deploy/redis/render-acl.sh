@@ -7,7 +7,7 @@ set -euo pipefail
 secrets=$1 out=$2 ns=${3:-telemetry}
 [[ $ns =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || { echo "bad namespace: $ns" >&2; exit 2; }
 acl=$(cat "$(dirname "$0")/users.acl")
-for user in producer writer admin importer; do
+for user in producer writer admin importer runs; do
   key="@${user^^}_SHA256@"
   file="$secrets/redis_${user}_password"
   if [ -s "$file" ]; then

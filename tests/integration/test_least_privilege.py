@@ -263,7 +263,8 @@ def deployed_roles(pg_server_factory: Any, tmp_path: Path) -> dict[str, Any]:
     assert real is not None
     (shim / "psql").write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {argv_log}\nexec {real} "$@"\n')
     (shim / "psql").chmod(0o755)
-    passwords = {"owner": "o'wn\\er " + secrets.token_hex(6), "writer": "wr'it\\er " + secrets.token_hex(6)}
+    passwords = {"owner": "o'wn\\er " + secrets.token_hex(6), "writer": "wr'it\\er " + secrets.token_hex(6),
+                 "runs": "ru'n\\s " + secrets.token_hex(6)}  # fmt: skip
     files = {}
     for role, pw in passwords.items():
         files[role] = tmp_path / f"pg_{role}_password"
@@ -277,6 +278,7 @@ def deployed_roles(pg_server_factory: Any, tmp_path: Path) -> dict[str, Any]:
         "POSTGRES_USER": "postgres",
         "PG_OWNER_PASSWORD_FILE": str(files["owner"]),
         "PG_WRITER_PASSWORD_FILE": str(files["writer"]),
+        "PG_RUNS_PASSWORD_FILE": str(files["runs"]),
     }
     run = subprocess.run(
         ["bash", str(REPO / "deploy" / "postgres" / "10-roles.sh")], env=env, capture_output=True, text=True, timeout=60
@@ -285,9 +287,11 @@ def deployed_roles(pg_server_factory: Any, tmp_path: Path) -> dict[str, Any]:
     base = {"host": "127.0.0.1", "port": server.port, "dbname": "telemetry"}
     owner = psycopg.conninfo.make_conninfo(**base, user="telemetry_owner", password=passwords["owner"])
     writer = psycopg.conninfo.make_conninfo(**base, user="telemetry_writer", password=passwords["writer"])
+    runs = psycopg.conninfo.make_conninfo(**base, user="telemetry_run_detector", password=passwords["runs"])
     with psycopg.connect(owner, autocommit=True) as conn:
         migrate(conn, "telemetry")
-    return {"owner": owner, "writer": writer, "passwords": passwords, "argv": argv_log.read_text()}
+    return {"owner": owner, "writer": writer, "runs": runs, "passwords": passwords, "argv": argv_log.read_text(),
+            "files": files}  # fmt: skip
 
 
 def test_role_passwords_never_reach_a_command_line(deployed_roles: dict[str, Any]) -> None:

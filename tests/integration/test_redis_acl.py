@@ -32,7 +32,7 @@ from writer.trim import trim_acked
 
 pytestmark = pytest.mark.integration
 
-USERS = ("producer", "writer", "admin", "importer")
+USERS = ("producer", "writer", "admin", "importer", "runs")
 
 
 @pytest.fixture

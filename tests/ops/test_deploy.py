@@ -160,3 +160,27 @@ def test_the_archive_has_a_volume_in_compose_and_a_state_directory_in_systemd() 
     assert re.search(r"^StateDirectory=telemetry/archive$", unit, re.M)
     assert re.search(r"^Environment=TELEMETRY_ARCHIVE__DIR=%S/telemetry/archive$", unit, re.M)
     assert (REPO / "deploy" / "systemd" / "telemetry-archive.timer").exists()
+
+
+def test_every_compose_secret_has_a_file_from_make_secrets_and_the_detector_uses_its_own() -> None:
+    """The run detector ran with the writer's Redis user and the owner's PostgreSQL role."""
+    c = compose()
+    made = (REPO / "deploy" / "make-secrets.sh").read_text()
+    for name, secret in c["secrets"].items():
+        assert secret["file"] == f"./deploy/secrets/{name}" and name in made, name
+    for name, svc in c["services"].items():
+        assert set(svc.get("secrets", [])) <= set(c["secrets"]), name
+        for key, value in (svc.get("environment") or {}).items():
+            if str(value).startswith("/run/secrets/"):
+                assert value.rsplit("/", 1)[1] in svc["secrets"], (name, key)
+    runs = c["services"]["runs"]
+    env = runs["environment"]
+    assert env["TELEMETRY_REDIS__USERNAME"] == "runs"
+    assert env["TELEMETRY_POSTGRES__DSN"].startswith("postgresql://telemetry_run_detector@")
+    assert sorted(runs["secrets"]) == ["pg_runs_password", "redis_runs_password"]
+    postgres = c["services"]["postgres"]
+    assert postgres["environment"]["PG_RUNS_PASSWORD_FILE"] == "/run/secrets/pg_runs_password"
+    assert "user runs on #@RUNS_SHA256@" in (REPO / "deploy" / "redis" / "users.acl").read_text()
+    assert " runs; do" in (REPO / "deploy" / "redis" / "render-acl.sh").read_text()
+    unit = (REPO / "deploy" / "systemd" / "telemetry-runs.service").read_text()
+    assert "EnvironmentFile=-/etc/telemetry/runs.env" in unit and "TELEMETRY_REDIS__USERNAME=runs" in unit

@@ -1,5 +1,5 @@
--- Issue 19: staleness (a channel is stale when it has not arrived for longer than its timeout),
--- and the read-only role of the Grafana PostgreSQL dashboard (at the end).
+-- Issue 19: staleness (a channel is stale when it has not arrived for longer than its timeout).
+-- The Grafana reader's rights are in writer/migrations/roles/telemetry_reader.sql.
 --
 -- current_state gains two columns kept by a trigger (the writer's upsert is unchanged):
 --   last_good_at  observed_at of the channel's last value with quality good or warn (a no_data
@@ -62,17 +62,3 @@ SELECT cs.source, cs.device, cs.channel, cs.observed_at, cs.value, cs.text_value
 
 GRANT SELECT ON staleness_rules, current_state_status TO telemetry_writer;
 
--- telemetry_reader: what the Grafana PostgreSQL datasource (deploy/grafana) reads, nothing else.
--- A group role like telemetry_writer: deploy/postgres/10-roles.sh makes the login that is its member.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_reader') THEN
-        BEGIN
-            CREATE ROLE telemetry_reader NOLOGIN;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-            NULL;  -- created concurrently by another migration
-        END;
-    END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO telemetry_reader', current_schema());
-END $$;
-GRANT SELECT ON readings, current_state, current_state_status, producer_progress TO telemetry_reader;

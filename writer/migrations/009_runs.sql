@@ -59,21 +59,5 @@ CREATE TABLE IF NOT EXISTS run_detector_position (
     last_seq    bigint NOT NULL
 );
 
--- Least privilege for telemetry-runs and the operators who manage runs: a NOLOGIN group role
--- (grant it to a login role: CREATE ROLE runs_login LOGIN IN ROLE telemetry_runs). It reads the
--- readings view (a view reads with its owner's rights: nothing of readings_packed directly) and
--- writes the runs tables only; no DELETE except of its own marks, no DDL.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemetry_runs') THEN
-        BEGIN
-            CREATE ROLE telemetry_runs NOLOGIN;
-        EXCEPTION WHEN duplicate_object OR unique_violation THEN
-            NULL;  -- created concurrently by another migration
-        END;
-    END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO telemetry_runs', current_schema());
-END $$;
-GRANT SELECT ON readings TO telemetry_runs;
-GRANT SELECT, INSERT, UPDATE ON runs, run_detector_state, run_detector_position TO telemetry_runs;
-GRANT SELECT, INSERT, DELETE ON run_marks TO telemetry_runs;
+-- Rights of the runs roles (telemetry_runs, telemetry_run_detector): writer/migrations/roles/,
+-- applied by every `telemetry-admin migrate` when the role exists (admin/migrate.py).
