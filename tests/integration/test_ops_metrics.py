@@ -268,6 +268,7 @@ def test_status_view_refreshes_in_a_terminal(traffic: dict[str, Any]) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()  # reaped here, not by Popen.__del__ in a later test
         os.close(leader)
     text = out.decode(errors="replace")
     assert text.count("telemetry status") >= 3, text[-2000:]  # redrawn in place, again and again
