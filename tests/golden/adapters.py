@@ -225,14 +225,7 @@ def run_jsonl(case: Case, shared_data: Path) -> list[Item]:
     assert case.input is not None, "jsonl cases read an input file of the case folder"
     clock = StepClock()
     source = JsonlSource(str(case.folder / case.input), follow=False, clock=clock)
-    out: list[Item] = []
-    try:
-        while not source.exhausted:
-            clock.tick()
-            out += source.read(0)
-    finally:
-        source.close()
-    return out
+    return _drain(source, clock)
 
 
 def run_simulate(case: Case, shared_data: Path) -> list[Item]:
@@ -244,11 +237,7 @@ def run_simulate(case: Case, shared_data: Path) -> list[Item]:
     source = SimulateSource(
         s.get("devices", 2), s.get("channels", 8), 0, s["count"], Priority(s.get("priority", "normal")), clock=clock
     )
-    out: list[Item] = []
-    while not source.exhausted:
-        clock.tick()
-        out += source.read(0)
-    return out
+    return _drain(source, clock, close=False)
 
 
 def run_file_import(case: Case, shared_data: Path) -> list[Item]:
@@ -294,14 +283,20 @@ def run_can(case: Case, shared_data: Path) -> list[Item]:
         counts=decoder.counts,
     )
     source = CanSource(feed, decoder, case.capture, clock)
-    out: list[Item] = []
     source.open()
+    return _drain(source, clock)
+
+
+def _drain(source: Any, clock: StepClock, close: bool = True) -> list[Item]:
+    """Read ``source`` (one clock step per read, no waiting) until it is exhausted; then close it."""
+    out: list[Item] = []
     try:
         while not source.exhausted:
             clock.tick()
             out += source.read(0)
     finally:
-        source.close()
+        if close:
+            source.close()
     return out
 
 

@@ -6,22 +6,19 @@ already read ahead are committed, not stranded."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any
 
 import pytest
 from redis import Redis
 
 from common.redis_client import connect_redis
-from common.schema import Frame, Priority
+from common.schema import Priority
 from common.settings import Settings
 from tests.conftest import settings_for
 from tests.helpers import pg_query, wait_for
 from tests.integration.pipeline import frame, publish
+from tests.integration.test_writer_sink import FakeSink
 from writer import deadletter
 from writer.loop import Writer
-from writer.pg_copy import BatchResult
 
 pytestmark = pytest.mark.integration
 
@@ -73,35 +70,6 @@ def test_a_backlog_drained_with_read_ahead_is_stored_exactly_once(
     assert [v for (v,) in values] == [-float(i) for i in range(150)]
 
 
-class StopOnFirstWrite:
-    """A sink that commits everything and asks the lane to stop at its first write."""
-
-    def __init__(self, stop: Callable[[], None]) -> None:
-        self.stop = stop
-        self.committed: list[Frame] = []
-
-    def connection(self) -> Any:
-        return object()
-
-    def write(
-        self,
-        conn: Any,
-        frames: Sequence[Frame],
-        snapshots: Sequence[Frame],
-        checkpoint: Callable[[], None],
-        state_horizon: datetime | None,
-    ) -> BatchResult:
-        self.stop()
-        self.committed.extend(frames)
-        return BatchResult(frames=len(frames))
-
-    def drop(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def test_a_clean_stop_commits_the_entries_read_ahead(redis_url: str, namespace: str, redis: Redis) -> None:
     """Whatever the lane read (ahead or not) when it stops is committed and acked: nothing of
     it is left pending, and the entries it never read are still there for the next reader."""
@@ -111,7 +79,8 @@ def test_a_clean_stop_commits_the_entries_read_ahead(redis_url: str, namespace: 
     names = settings.redis.names
     publish(settings, redis, [frame("dev", i) for i in range(200)])
     stop = threading.Event()
-    sink = StopOnFirstWrite(stop.set)
+    # commits everything and asks the lane to stop at its first write
+    sink = FakeSink(fail=lambda frames: stop.set() if frames else None)
     lane = Writer(settings, connect_redis(settings.redis), "c1", priorities=LIVE, sink=sink)
     thread = threading.Thread(target=lane.run, args=(stop,), daemon=True)
     thread.start()
