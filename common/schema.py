@@ -26,12 +26,13 @@ so a producer accepts exactly what the writer accepts.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -274,7 +275,9 @@ def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max
     if version != b"1":
         raise DecodeError(f"unsupported schema version {version[:20]!r}")
     try:
-        src = _text(fields, b"src")
+        raw_src = fields[b"src"]
+        known_src = _SOURCES.get(raw_src)
+        src = known_src or _text(fields, b"src")
         dev = _name(fields, b"dev")
         prod = _name(fields, b"prod")
         seq = _int(fields, b"seq")
@@ -288,8 +291,10 @@ def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max
     if len(fields) > 10 or (len(fields) == 10 and sess is None):
         extra = sorted(k.decode(errors="replace") for k in fields if k not in _FIELD_NAMES)
         raise DecodeError(f"unexpected fields {extra[:5]}")
-    if not SOURCE_NAME.fullmatch(src):
-        raise DecodeError(f"invalid source name {src[:40]!r} (1-32 of a-z, 0-9, _; a letter first)")
+    if known_src is None:
+        if not SOURCE_NAME.fullmatch(src):
+            raise DecodeError(f"invalid source name {src[:40]!r} (1-32 of a-z, 0-9, _; a letter first)")
+        _remember(_SOURCES, raw_src, src)
     if seq < 1:
         raise DecodeError(f"seq must be >= 1, got {seq}")
     return Frame(src, dev, obs, rcv, mono, _channels(raw_ch, max_channels), sess, prod, seq, priority)
@@ -316,10 +321,29 @@ def _text(fields: dict[bytes, bytes], name: bytes) -> str:
         raise DecodeError(f"field {name.decode()!r} is not UTF-8: {exc.reason}") from None
 
 
+_SOURCES: dict[bytes, str] = {}
+"""``src`` fields already accepted -> their text (a writer sees the same few, entry after entry)."""
+_NAMES: dict[bytes, str] = {}
+"""``dev``, ``prod`` and ``sess`` fields already accepted -> their text."""
+MAX_REMEMBERED = 4096
+"""Entries of each table above (and of _SHAPES); a full table starts afresh (a bound on memory)."""
+
+
+def _remember(table: dict[bytes, str], raw: bytes, text: str) -> None:
+    if raw not in table:
+        if len(table) >= MAX_REMEMBERED:
+            table.clear()
+        table[raw] = text
+
+
 def _name(fields: dict[bytes, bytes], name: bytes) -> str:
-    text = _text(fields, name)
-    if not text or len(text) > MAX_NAME_LEN:
-        raise DecodeError(f"field {name.decode()!r} must be 1-{MAX_NAME_LEN} characters")
+    raw = fields[name]
+    text = _NAMES.get(raw)
+    if text is None:
+        text = _text(fields, name)
+        if not text or len(text) > MAX_NAME_LEN:
+            raise DecodeError(f"field {name.decode()!r} must be 1-{MAX_NAME_LEN} characters")
+        _remember(_NAMES, raw, text)
     return text
 
 
@@ -336,7 +360,7 @@ def _time(fields: dict[bytes, bytes], name: bytes) -> datetime:
         ts = datetime.fromisoformat(raw.decode("ascii"))
     except (ValueError, UnicodeDecodeError):
         raise DecodeError(f"field {name.decode()!r} is not an ISO 8601 time: {raw[:40]!r}") from None
-    if ts.utcoffset() != timedelta(0):
+    if ts.tzinfo is not UTC and ts.utcoffset() != timedelta(0):
         raise DecodeError(f"field {name.decode()!r} is not UTC: {raw[:40]!r}")
     return ts
 
@@ -357,6 +381,44 @@ def _channels(raw: bytes, max_channels: int) -> tuple[Channel, ...]:
         raise DecodeError("channels must be a non-empty JSON array")
     if check_count and len(items) > max_channels:
         raise DecodeError(f"{len(items)} channels, more than MAX_CHANNELS {max_channels}")
+    return _known_shape(items) or _checked_channels(items)
+
+
+_Shape = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+_SHAPES: dict[_Shape, tuple[Quality, ...]] = {}
+"""(names, units, quality texts) of channel lists ``_checked_channels`` accepted -> their qualities.
+A device sends the same few shapes frame after frame; their names, units and qualities are
+checked once, not once per frame."""
+_NUMBERS = frozenset({float, type(None)})
+_CHANNEL = functools.partial(tuple.__new__, Channel)
+
+
+def _known_shape(items: list[Any]) -> tuple[Channel, ...] | None:
+    """The channels of ``items`` when they have a shape already checked, else None (the caller
+    checks them one by one). Whole-list passes in C; no Python work per channel when the values
+    are all numbers or null."""
+    if set(map(type, items)) != {list}:
+        return None
+    try:  # four columns of equal length, or a ValueError
+        names, values, units, texts = zip(*items, strict=True)
+    except ValueError:
+        return None
+    qualities = _SHAPES.get((names, units, texts))
+    if qualities is None:
+        return None
+    kinds = set(map(type, values))
+    if not kinds <= _NUMBERS:
+        if not kinds <= {float, type(None), int, str}:
+            return None
+        if str in kinds and max(len(v) for v in values if type(v) is str) > MAX_TEXT_LEN:
+            return None
+        if int in kinds:
+            values = tuple(float(v) if type(v) is int else v for v in values)
+    return tuple(map(_CHANNEL, zip(names, values, units, qualities, strict=True)))
+
+
+def _checked_channels(items: list[Any]) -> tuple[Channel, ...]:
+    """Every channel checked on its own, with the reason of the first one that is wrong."""
     out = []
     new = tuple.__new__
     for item in items:
@@ -373,8 +435,8 @@ def _channels(raw: bytes, max_channels: int) -> tuple[Channel, ...]:
                 raise DecodeError(f"channel {name[:40]!r}: text value longer than {MAX_TEXT_LEN}")
         elif kind is not float and value is not None:
             raise DecodeError(f"channel {name[:40]!r}: value must be a number, string or null")
-        if type(unit) is not str or len(unit) > 32:
-            raise DecodeError(f"channel {name[:40]!r}: unit must be a string of at most 32 characters")
+        if type(unit) is not str or len(unit) > MAX_UNIT_LEN:
+            raise DecodeError(f"channel {name[:40]!r}: unit must be a string of at most {MAX_UNIT_LEN} characters")
         q = _QUALITY_OF.get(quality) if type(quality) is str else None
         if q is None:
             raise DecodeError(f"channel {name[:40]!r}: unknown quality {str(quality)[:20]!r}")
@@ -383,4 +445,8 @@ def _channels(raw: bytes, max_channels: int) -> tuple[Channel, ...]:
         seen: set[str] = set()
         dup = next(c[0] for c in out if c[0] in seen or seen.add(c[0]))  # type: ignore[func-returns-value]
         raise DecodeError(f"duplicate channel {dup[:40]!r}")
+    if len(_SHAPES) >= MAX_REMEMBERED:
+        _SHAPES.clear()
+    names, _, units, texts = zip(*items, strict=True)
+    _SHAPES[(names, units, texts)] = tuple(c[3] for c in out)
     return tuple(out)

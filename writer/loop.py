@@ -12,8 +12,8 @@ entry stays pending; it is tried again after each trim. Every retry loop returns
 is set. Entries are size-checked before they are decoded (MAX_ENTRY_BYTES, MAX_CHANNELS), and
 a batch is committed before a frame would take it past BATCH_MAX_ROWS.
 
-When a read returns a full READ_COUNT (a backlog), the next read is sent ahead while the batch
-is committed (writer/read_ahead.py).
+When a read returns a full READ_COUNT (a backlog), the next read is sent ahead, and its entries
+decoded, in a helper thread while the batch is committed (writer/read_ahead.py).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from redis import Redis
@@ -44,6 +45,7 @@ from writer.consumers import forget_idle_consumers, forget_self
 from writer.deadletter import Outcome, dead_letter
 from writer.gate import CHECK_EVERY, PriorityGate
 from writer.pg import PgLink, mask_dsn
+from writer.pg_copy import Packed, entry_digest, pack
 from writer.read import Entry, ensure_groups, is_nogroup, read_entries, reclaim
 from writer.read_ahead import ReadAhead
 from writer.retry import describe, is_transient
@@ -57,6 +59,19 @@ logger = logging.getLogger(__name__)
 
 Failure = tuple[Entry, str, str]
 """(entry, error class, error message) of an entry to dead-letter."""
+
+
+@dataclass(slots=True)
+class Decoded:
+    """Entries read and decoded (``Writer._decode``), not yet batched."""
+
+    items: list[Item]
+    """The frames decoded, with their entries, in read order."""
+    bad: list[Failure]
+    """Entries to dead-letter (too large, undecodable)."""
+    count: int
+    """Entries read (an entry left pending after a MemoryError is in neither list)."""
+
 
 DEFERRED_RETRY_S = 1.0
 """Shortest wait between two tries of the dead letters Redis refused."""
@@ -129,7 +144,7 @@ class Writer:
         self.health = LaneHealth(beat_at=clock())
         with self.stats.lock:
             self.stats.lanes[lane] = self.health
-        self.ahead = ReadAhead(f"read-ahead-{lane}")
+        self.ahead: ReadAhead[Decoded] = ReadAhead(f"read-ahead-{lane}")
 
     # ---- the loop -------------------------------------------------------------------
     def run(self, stop: threading.Event) -> WriterStats:
@@ -150,7 +165,7 @@ class Writer:
                         pending = read_entries(
                             self.redis, self.names, self.consumer, self.read_count, 0, True, self.keys
                         )
-                        self._ingest(pending, stop)
+                        self._ingest(self._decode(pending), stop)
                         first = False
                     self._step(stop)
                     self.redis_backoff.reset()
@@ -212,23 +227,22 @@ class Writer:
             claimed = reclaim(self.redis, self.names, self.consumer, self.w.claim_idle_ms, self.read_count, self.keys)
             self.observe("reclaim", time.perf_counter() - t0, True, len(claimed))
             self._add(claimed=len(claimed))
-            self._ingest(claimed, stop)
+            self._ingest(self._decode(claimed), stop)
             forget_idle_consumers(
                 self.redis, self.names, self.keys, int(self.w.consumer_forget_idle_s * 1000), self.consumer
             )
         wait = self.batch.wait_s(now, self.w.block_ms / 1000)
         t0 = time.perf_counter()
         block_ms = max(1, int(wait * 1000))
-        entries = self._read(block_ms)
+        got = self._read(block_ms)
         self.read_count = min(self.w.read_count, self.read_count * 2)  # back to READ_COUNT after a MemoryError
-        self.observe("read", time.perf_counter() - t0, True, len(entries))
-        if entries:
+        self.observe("read", time.perf_counter() - t0, True, got.count)
+        if got.count:
             faults.hit("after_read")
-        if entries:
-            if len(entries) >= self.read_count and not stop.is_set():
-                self.ahead.send(self._read_now)  # a backlog: the next read travels while these are committed
+            if got.count >= self.read_count and not stop.is_set():
+                self.ahead.send(self._read_now)  # a backlog: the next reads travel while these are committed
             with self.gate.busy(self.rank):  # lower lanes pause until these are handled
-                self._ingest(entries, stop)
+                self._ingest(got, stop)
                 self._flush_all(stop, final=False)
         else:
             self._flush_all(stop, final=False)
@@ -251,27 +265,32 @@ class Writer:
             self.next_deferred = self.clock() + DEFERRED_RETRY_S
             self._dead_letter([failure for failure, _ in self.deferred.values()])
 
-    def _read(self, block_ms: int) -> list[Entry]:
+    def _read(self, block_ms: int) -> Decoded:
         """The entries read ahead if there are some, else a read now, blocking up to ``block_ms``."""
-        entries = self.ahead.take()
-        if entries:
-            return entries
-        return read_entries(self.redis, self.names, self.consumer, self.read_count, block_ms, keys=self.keys)
+        while (got := self.ahead.take()) is not None:  # in the order they were sent
+            if got.count:
+                return got
+        return self._decode(
+            read_entries(self.redis, self.names, self.consumer, self.read_count, block_ms, keys=self.keys)
+        )
 
-    def _read_now(self) -> list[Entry]:
-        """A read that does not block (the read sent ahead)."""
-        return read_entries(self.redis, self.names, self.consumer, self.read_count, None, keys=self.keys)
+    def _read_now(self) -> Decoded:
+        """A read that does not block, and its entries decoded (the read sent ahead)."""
+        return self._decode(read_entries(self.redis, self.names, self.consumer, self.read_count, None, keys=self.keys))
 
     def _finish_ahead(self, stop: threading.Event) -> None:
         """At a stop: the entries read ahead are ingested (the final flush commits them). If that
         read failed, whatever it took stays pending for XAUTOCLAIM."""
-        try:
-            entries = self.ahead.take()
-        except (RedisError, MemoryError) as exc:
-            logger.warning("read ahead failed at stop (%s); anything it read stays pending", exc)
-            return
-        if entries:
-            self._ingest(entries, stop)
+        while True:
+            try:
+                got = self.ahead.take()
+            except (RedisError, MemoryError) as exc:
+                logger.warning("read ahead failed at stop (%s); anything it read stays pending", exc)
+                self.ahead.forget()
+                return
+            if got is None:
+                return
+            self._ingest(got, stop)
 
     def _guard_streams(self) -> None:
         """Log (once per finding) what a stolen credential may have done to the priority streams:
@@ -291,8 +310,10 @@ class Writer:
                 )
         self.reported = found
 
-    def _ingest(self, entries: list[Entry], stop: threading.Event) -> None:
-        now = self.clock()
+    def _decode(self, entries: list[Entry]) -> Decoded:
+        """Size-check and decode ``entries``. Runs in the lane's thread or in its read-ahead
+        thread, so it touches no lane state: only the settings, the gate and the stats (locked)."""
+        items: list[Item] = []
         bad: list[Failure] = []
         for i, entry in enumerate(entries):
             if not i % CHECK_EVERY:
@@ -314,11 +335,21 @@ class Writer:
                 logger.error("out of memory decoding %s %s (%d bytes): %s; left pending", entry.stream,
                              entry.id.decode(), size, exc)  # fmt: skip
                 continue
-            if not self.batch.fits(entry.priority, len(frame.channels)):
-                self._commit(self.batch.take(entry.priority), stop)  # BATCH_MAX_ROWS is a bound
-            self.batch.add(entry, frame, now)
-        if bad:
-            self._dead_letter(bad)
+            entry.packed = pack(frame, entry_digest(entry.fields))
+            items.append((entry, frame))
+        return Decoded(items, bad, len(entries))
+
+    def _ingest(self, got: Decoded, stop: threading.Event) -> None:
+        """Batch the frames decoded (committing a batch before a frame would take it past
+        BATCH_MAX_ROWS), then dead-letter the entries that could not be."""
+        now = self.clock()
+        batch = self.batch
+        for entry, frame in got.items:
+            if not batch.fits(entry.priority, len(frame.channels)):
+                self._commit(batch.take(entry.priority), stop)  # BATCH_MAX_ROWS is a bound
+            batch.add(entry, frame, now)
+        if got.bad:
+            self._dead_letter(got.bad)
 
     def _flush_all(self, stop: threading.Event, final: bool) -> None:
         if self.batch.urgent:
@@ -388,7 +419,9 @@ class Writer:
         t0 = time.perf_counter()
         try:
             horizon = self.wall.now() + timedelta(seconds=self.w.current_state_max_ahead_s)
-            result = self.link.write(conn, [f for _, f in items], snapshots, self.checkpoint, horizon)
+            packed = [e.packed for e, _ in items]
+            known = None if None in packed else cast(list[Packed], packed)
+            result = self.link.write(conn, [f for _, f in items], snapshots, self.checkpoint, horizon, known)
         except Exception as exc:
             self.observe("copy", time.perf_counter() - t0, False, 0)
             if _retryable(exc):

@@ -27,7 +27,7 @@ from common.clock import Clock, SystemClock
 from common.schema import Frame
 from common.settings import PostgresSettings, Settings
 from writer.partitions import ensure_partitions, has_partition
-from writer.pg_copy import BatchResult, utc_day, write_frames
+from writer.pg_copy import BatchResult, Packed, utc_day, write_frames
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +159,11 @@ class PgLink:
         snapshots: Sequence[Frame],
         checkpoint: Callable[[], None],
         state_horizon: datetime | None,
+        packed: Sequence[Packed] | None = None,
     ) -> BatchResult:
         """writer/sink.py Sink.write: write_frames on ``conn`` (after ``ensure_days``)."""
         self.ensure_days(conn, frames)
-        return write_frames(conn, frames, snapshots, checkpoint, state_horizon)
+        return write_frames(conn, frames, snapshots, checkpoint, state_horizon, packed)
 
     def ensure_days(self, conn: psycopg.Connection[Any], frames: Sequence[Frame]) -> None:
         """Create the missing partitions of the frames' days inside [today - RETENTION_DAYS, today + AHEAD]."""

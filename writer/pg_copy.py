@@ -5,7 +5,9 @@ Steps, in one transaction:
    ``frame_keys`` (ON CONFLICT DO NOTHING RETURNING): the keys returned are new. A key
    already there with the same digest is a duplicate (a re-send or a redelivery: skipped); with
    another digest it is key reuse (reported in ``BatchResult.reused``, never written; the
-   caller dead-letters it). Inside one batch the first frame of a key wins the same way;
+   caller dead-letters it). Inside one batch the first frame of a key wins the same way. The
+   digest is ``entry_digest``, of the entry's bytes; a key stored by a writer older than it
+   carries ``legacy_digest``, which is tried before a mismatch is called key reuse;
 2. binary COPY the new frames into ``readings_packed``, one row per frame with its channels
    as arrays (the ``readings`` view shows one row per channel, migration 004);
 3. upsert ``current_state`` (only from frames not too far ahead of the writer's clock) and
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from operator import itemgetter
@@ -27,7 +29,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from common.schema import Channel, Frame, Quality
+from common.schema import Channel, Frame, Quality, encode
 from writer.gate import CHECK_EVERY
 from writer.names import Layout, NameIds, layout_of, name_ids
 from writer.pg_arrays import (
@@ -107,14 +109,70 @@ class BatchResult:
     reuse, not written; the caller dead-letters them."""
 
 
-def frame_digest(frame: Frame) -> int:
-    """64 bits of a hash of what a frame says (time, source, device, session, channels).
+_NO_SESSION = b"\xff"
+"""Stands for a missing ``sess`` in a digest (never a field's bytes: decode refuses non-UTF-8)."""
 
-    Not received_at: a producer replaying its spool may stamp it anew; the key and the
-    content are what make a frame the same one.
+
+def entry_digest(fields: Mapping[bytes, bytes]) -> int:
+    """64 bits of a hash of what a frame entry says: its obs, src, dev, sess and ch fields as the
+    producer encoded them (common/schema.py). Call it on an entry ``decode`` accepted.
+
+    Not rcv or mono: a producer replaying its spool may stamp them anew; the key and the
+    content are what make a frame the same one. A replay or a redelivery carries the same bytes
+    (the spool keeps encoded entries), and hashing them costs a tenth of re-serialising the
+    decoded frame (issue 15). The fields cannot contain NUL bytes (decode refuses them), so
+    joining them with NUL is unambiguous.
     """
+    doc = b"\x00".join(
+        (fields[b"obs"], fields[b"src"], fields[b"dev"], fields.get(b"sess", _NO_SESSION), fields[b"ch"])
+    )
+    return int.from_bytes(hashlib.blake2b(doc, digest_size=8).digest(), "big", signed=True)
+
+
+def frame_digest(frame: Frame) -> int:
+    """``entry_digest`` of the entry ``frame`` encodes to (for frames not read from a stream)."""
+    return entry_digest({k.encode(): v if isinstance(v, bytes) else v.encode() for k, v in encode(frame).items()})
+
+
+def legacy_digest(frame: Frame) -> int:
+    """The digest writers before ``entry_digest`` stored (migration 003 to issue 15's drain work):
+    of the decoded frame re-serialised. A stored key whose digest differs from the new frame's
+    is compared with this one too before it is called key reuse, so frames committed by an older
+    writer and sent again (a spool replay, a redelivery across an upgrade) stay duplicates."""
     doc = orjson.dumps((frame.observed_at, frame.source, frame.device, frame.session, frame.channels), default=tuple)
     return int.from_bytes(hashlib.blake2b(doc, digest_size=8).digest(), "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """What a frame's packed row needs from the frame alone (``pack``). The writer's lane makes
+    it while decoding, in its read-ahead thread, so a commit only writes rows (issue 15)."""
+
+    digest: int
+    """``entry_digest`` of the entry the frame came from (``frame_digest`` when there is none)."""
+    layout: Layout
+    values: bytes
+    """float8[] in binary; NULL for text values and nulls."""
+    texts: bytes | None
+    """text[] in binary, or None when no value is text."""
+    codes: bytes | None
+    """int2[] of quality codes, or None when every quality is good."""
+
+
+def pack(frame: Frame, digest: int) -> Packed:
+    """A frame's ``Packed``. Pure; a few C-level passes over its channels and no Python work per
+    reading on the common path (all numbers, all good)."""
+    chans = frame.channels
+    values = list(map(_VALUE, chans))
+    texts = None
+    if not _NUMBER.issuperset(map(type, values)):
+        texts = text_array([v if isinstance(v, str) else None for v in values])
+        values = [None if isinstance(v, str) else v for v in values]
+    qualities = list(map(_QUALITY, chans))
+    codes = None
+    if qualities.count(Quality.GOOD) != len(qualities):
+        codes = fixed_array(INT2_OID, [QUALITY_CODES[q] for q in qualities])
+    return Packed(digest, layout_of(frame), fixed_array(FLOAT8_OID, values), texts, codes)
 
 
 def write_frames(
@@ -123,12 +181,15 @@ def write_frames(
     snapshots: Sequence[Frame] = (),
     checkpoint: Callable[[], None] = lambda: None,
     state_horizon: datetime | None = None,
+    packed: Sequence[Packed] | None = None,
 ) -> BatchResult:
     """Commit ``frames`` exactly once per key; raise psycopg errors (the caller classifies).
 
     ``state_horizon``: frames observed after it are stored but do not touch ``current_state``,
     and a current_state row dated after it is replaced by any newer-arriving value (one frame
-    from a clock days ahead must not freeze it). None = no limit.
+    from a clock days ahead must not freeze it). None = no limit. ``packed``: the frames'
+    ``Packed``, with the ``entry_digest`` of the entries they were decoded from (the writer's
+    lane makes them while decoding); None = ``pack`` with ``frame_digest`` of each frame.
     """
     result = BatchResult()
     if conn not in _HAS_BATCH_KEYS:
@@ -136,10 +197,11 @@ def write_frames(
         conn.execute(_CREATE_BATCH_KEYS)
         register_array_dumpers(conn.adapters)
         _HAS_BATCH_KEYS.add(conn)
-    digests = [frame_digest(f) for f in frames]
-    layouts = [layout_of(f) for f in frames]
-    ids = name_ids(conn, frames, layouts)  # before the batch's transaction (writer/names.py)
-    layout_at = {id(f): k for f, k in zip(frames, layouts, strict=True)}
+    if packed is None:
+        packed = [pack(f, frame_digest(f)) for f in frames]
+    digests = [p.digest for p in packed]
+    ids = name_ids(conn, frames, [p.layout for p in packed])  # before the batch's transaction (writer/names.py)
+    packed_at = {id(f): p for f, p in zip(frames, packed, strict=True)}
     with conn.transaction(), conn.cursor() as cur:
         with cur.copy(_COPY_BATCH_KEYS) as copy:
             copy.set_types(["text", "int8", "date", "int8"])
@@ -152,12 +214,12 @@ def write_frames(
             cur.execute(_STORED_KEYS)
             for p, s, d in cur.fetchall():
                 stored.setdefault((p, s), d)
-        fresh, result.reused = sort_keys(frames, digests, inserted, stored)
+        fresh, result.reused = sort_keys(frames, digests, inserted, stored, legacy_digest)
         result.duplicates = len(frames) - len(fresh) - len(result.reused)
         if not fresh:
             return result
         horizon = state_horizon or datetime.max.replace(tzinfo=UTC)
-        state = _copy_packed(cur, fresh, [layout_at[id(f)] for f in fresh], ids, checkpoint, horizon)
+        state = _copy_packed(cur, fresh, [packed_at[id(f)] for f in fresh], ids, checkpoint, horizon)
         result.rows = sum(len(f.channels) for f in fresh)
         if state:
             cur.execute(_UPSERT_STATE, [*(list(col) for col in zip(*state, strict=True)), horizon])
@@ -176,13 +238,16 @@ def sort_keys(
     digests: Sequence[int],
     inserted: set[tuple[str, int]],
     stored: dict[tuple[str, int], int | None],
+    other_digest: Callable[[Frame], int] | None = None,
 ) -> tuple[list[Frame], list[int]]:
     """Which frames to write, and the positions of the key reuses; the rest are duplicates. Pure.
 
     ``inserted``: keys this transaction added to the ledger; ``stored``: the ledger's digest of
     every key of the batch. A frame is written when its key is new and its digest is the one
     stored (the first such frame of a batch); a frame whose digest differs from the stored one
-    is key reuse. A stored digest of None (a key from before migration 003) matches anything.
+    is key reuse, unless ``other_digest`` of it (the digest an older writer stored) is the one
+    stored: then it is a duplicate. A stored digest of None (a key from before migration 003)
+    matches anything.
     """
     pending = set(inserted)
     fresh: list[Frame] = []
@@ -193,7 +258,7 @@ def sort_keys(
         if key in pending and known == digest:
             pending.discard(key)  # a key twice in one batch is written once
             fresh.append(f)
-        elif known is not None and known != digest:
+        elif known is not None and known != digest and (other_digest is None or other_digest(f) != known):
             reused.append(i)
     return fresh, reused
 
@@ -207,7 +272,7 @@ def utc_day(ts: datetime) -> date:
 def _copy_packed(
     cur: psycopg.Cursor[Any],
     frames: Sequence[Frame],
-    layouts: Sequence[Layout],
+    packed: Sequence[Packed],
     ids: NameIds,
     checkpoint: Callable[[], None],
     horizon: datetime,
@@ -215,44 +280,37 @@ def _copy_packed(
     """Binary COPY one packed row per frame; return current_state rows (latest per channel,
     among the frames observed no later than ``horizon``).
 
-    The hot loop of the writer: per frame, a few C-level passes over its channels (values,
-    qualities) and one row; no Python work per reading on the common path (all numbers, all good).
+    The hot loop of the writer: per frame, one dict lookup and one row (the arrays are made by
+    ``pack``); per layout, the frame observed last (``latest_channels``).
     """
-    by_device: dict[tuple[str, str], list[tuple[Frame, Layout]]] = {}
     producers, sessions, layout_ids = ids.producers, ids.sessions, ids.layouts
-    good = Quality.GOOD
+    seen: dict[Layout, list[Any]] = {}
+    """Layout -> [device id, series ids, index and frame of its latest frame (no later than horizon)]."""
     with cur.copy(PACKED_COPY) as copy:
         copy.set_types(PACKED_TYPES)
         write = copy.write_row
-        for i, (f, layout) in enumerate(zip(frames, layouts, strict=True)):
+        for i, (f, p) in enumerate(zip(frames, packed, strict=True)):
             if not i % CHECK_EVERY:
                 checkpoint()  # strict priority: pause while the urgent lane works
             obs, sess = f.observed_at, f.session
-            chans = f.channels
-            device_id, series = layout_ids[layout]
-            values = list(map(_VALUE, chans))
-            texts = None
-            if not _NUMBER.issuperset(map(type, values)):
-                texts = text_array([v if isinstance(v, str) else None for v in values])
-                values = [None if isinstance(v, str) else v for v in values]
-            qualities = list(map(_QUALITY, chans))
-            codes = None
-            if qualities.count(good) != len(qualities):
-                codes = fixed_array(INT2_OID, [QUALITY_CODES[q] for q in qualities])
+            slot = seen.get(p.layout)
+            if slot is None:
+                slot = seen[p.layout] = [*layout_ids[p.layout], -1, None]
             write((
-                obs, f.received_at, f.seq, device_id, producers[f.producer],
-                None if sess is None else sessions[sess], series, fixed_array(FLOAT8_OID, values), texts, codes,
+                obs, f.received_at, f.seq, slot[0], producers[f.producer],
+                None if sess is None else sessions[sess], slot[1], p.values, p.texts, p.codes,
             ))  # fmt: skip
-            if obs <= horizon:  # a frame from the future is stored, but is not the current state
-                seen = by_device.get(layout[:2])
-                if seen is None:
-                    by_device[layout[:2]] = [(f, layout)]
-                else:
-                    seen.append((f, layout))
+            # A frame from the future is stored, but is not the current state.
+            if obs <= horizon and (slot[3] is None or obs >= slot[3].observed_at):
+                slot[2], slot[3] = i, f
+    by_device: dict[tuple[str, str], list[tuple[int, Frame]]] = {}
+    for layout, (_, _, i, f) in seen.items():
+        if f is not None:
+            by_device.setdefault(layout[:2], []).append((i, f))
     # Sorted, so concurrent writers lock current_state rows in the same order (no 40P01 deadlocks).
     rows = []
-    for (src, dev), seen in sorted(by_device.items()):
-        dev_state = latest_channels(seen)
+    for (src, dev), latest in sorted(by_device.items()):
+        dev_state = _merge_latest(latest)
         for name in sorted(dev_state):
             f, (_, value, unit, quality) = dev_state[name]
             text = value if isinstance(value, str) else None
@@ -264,15 +322,21 @@ def _copy_packed(
 def latest_channels(frames: Sequence[tuple[Frame, Layout]]) -> dict[str, tuple[Frame, Channel]]:
     """Channel name -> (frame, channel) of the frame observed last among ``frames`` (one device's,
     in batch order) that has the channel; of two observed at the same time, the later in the batch.
-    Pure. Newest first (a stable sort of the reversed list keeps the later of equal times first);
-    a frame with the same channel names as the one before it adds nothing and is skipped, so a
-    device whose frames all have the same channels costs one frame's channels, not a batch's."""
+    Pure. Only the latest frame of each layout can hold a channel's latest value, so a device
+    whose frames all have the same channels costs one frame's channels, not a batch's."""
+    latest: dict[Layout, tuple[int, Frame]] = {}
+    for i, (f, layout) in enumerate(frames):
+        known = latest.get(layout)
+        if known is None or f.observed_at >= known[1].observed_at:
+            latest[layout] = (i, f)
+    return _merge_latest(latest.values())
+
+
+def _merge_latest(latest: Iterable[tuple[int, Frame]]) -> dict[str, tuple[Frame, Channel]]:
+    """The channels of each layout's latest (batch position, frame), newest first: of equal
+    times the later in the batch."""
     state: dict[str, tuple[Frame, Channel]] = {}
-    names: tuple[str, ...] | None = None
-    for f, layout in sorted(reversed(frames), key=lambda item: item[0].observed_at, reverse=True):
-        if layout[2] == names:
-            continue
-        names = layout[2]
+    for _, f in sorted(latest, key=lambda item: (item[1].observed_at, item[0]), reverse=True):
         for ch in f.channels:
             if ch.name not in state:
                 state[ch.name] = (f, ch)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from redis.exceptions import ResponseError
 
 from common.schema import Priority
 from common.streams import StreamNames
+
+if TYPE_CHECKING:
+    from writer.pg_copy import Packed
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,8 @@ class Entry:
     id: bytes
     fields: dict[bytes, bytes]
     priority: Priority
+    packed: Packed | None = None
+    """writer/pg_copy.py ``pack`` of the frame decoded from ``fields``, set by the lane."""
 
     @property
     def size(self) -> int:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from common.schema import Frame
-from writer.pg_copy import BatchResult
+from writer.pg_copy import BatchResult, Packed
 
 
 class Sink(Protocol):
@@ -31,8 +31,10 @@ class Sink(Protocol):
         snapshots: Sequence[Frame],
         checkpoint: Callable[[], None],
         state_horizon: datetime | None,
+        packed: Sequence[Packed] | None = None,
     ) -> BatchResult:
-        """Commit ``frames`` exactly once per key, in one transaction (writer/pg_copy.py)."""
+        """Commit ``frames`` exactly once per key, in one transaction (writer/pg_copy.py);
+        ``packed``: theirs (``pack``), made from the frames when None."""
         ...
 
     def drop(self) -> None:

@@ -22,7 +22,7 @@ from tests.integration.pipeline import frame, publish
 from writer import deadletter
 from writer.batch import Item
 from writer.loop import Writer
-from writer.pg_copy import BatchResult
+from writer.pg_copy import BatchResult, Packed
 from writer.read import ensure_groups, read_entries
 
 pytestmark = pytest.mark.integration
@@ -57,6 +57,7 @@ class FakeSink:
         snapshots: Sequence[Frame],
         checkpoint: Callable[[], None],
         state_horizon: datetime | None,
+        packed: Sequence[Packed] | None = None,
     ) -> BatchResult:
         exc = self.fail(frames)
         if exc is not None:
