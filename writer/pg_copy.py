@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -33,9 +33,11 @@ from common.schema import Channel, Frame, Quality, encode
 from writer.gate import CHECK_EVERY
 from writer.names import Layout, NameIds, layout_of, name_ids
 from writer.pg_arrays import (
+    DATE_OID,
     FLOAT8_OID,
     INT2_OID,
     INT8_OID,
+    DateArray,
     Int8Array,
     TextArray,
     fixed_array,
@@ -53,25 +55,23 @@ PACKED_TYPES = ["timestamptz", "timestamptz", "int8", "int4", "int4", "int4", "b
 _VALUE = itemgetter(1)
 _QUALITY = itemgetter(3)
 _NUMBER = frozenset({float, type(None)})
+PG_EPOCH_ORDINAL = date(2000, 1, 1).toordinal()
+"""PostgreSQL counts dates from 2000-01-01."""
 QUALITY_CODES = {q: i for i, q in enumerate(Quality)}
 """Quality -> the small code stored in readings_packed.qualities (the view's order)."""
 
-# The batch's keys go to a temporary table by binary COPY (C-formatted; array parameters
-# are dumped in Python, which cost a tenth of the writer's time), then into the ledger.
-# Named after the ledger's version (003) so a session that outlived a migration cannot use
-# a table of the old shape.
-_CREATE_BATCH_KEYS = (
-    "CREATE TEMP TABLE IF NOT EXISTS batch_keys_v3 (producer text, seq int8, day date, digest int8)"
-    " ON COMMIT DELETE ROWS"
-)
-_COPY_BATCH_KEYS = "COPY batch_keys_v3 (producer, seq, day, digest) FROM STDIN (FORMAT BINARY)"
+# The batch's keys go to the ledger as binary arrays (writer/pg_arrays.py), in one statement
+# that returns only a count: when it is the number of keys, every key is new (the common case)
+# and nothing more is asked; otherwise the ledger's digests of the batch's keys, and which of
+# them this transaction inserted (xmin), come back in a second query.
 _INSERT_KEYS = (
-    "INSERT INTO frame_keys (producer, seq, day, digest) SELECT producer, seq, day, digest FROM batch_keys_v3"
-    " ON CONFLICT DO NOTHING RETURNING producer, seq, digest"
+    "INSERT INTO frame_keys (producer, seq, day, digest)"
+    " SELECT * FROM unnest(%s::text[], %s::int8[], %s::date[], %s::int8[]) ON CONFLICT DO NOTHING"
 )
 _STORED_KEYS = (
-    "SELECT k.producer, k.seq, k.digest FROM frame_keys k"
-    " JOIN (SELECT DISTINCT producer, seq FROM batch_keys_v3) b USING (producer, seq)"
+    "SELECT k.producer, k.seq, k.digest, k.xmin = pg_current_xact_id()::xid FROM frame_keys k"
+    " JOIN (SELECT DISTINCT producer, seq FROM unnest(%s::text[], %s::int8[]) AS b(producer, seq)) b"
+    " USING (producer, seq)"
 )
 _UPSERT_STATE = (
     "INSERT INTO current_state (source, device, channel, observed_at, value, text_value, unit, quality, session)"
@@ -92,8 +92,8 @@ _INSERT_SNAPSHOT = (
 )
 
 
-_HAS_BATCH_KEYS: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-"""Connections whose session already has the temporary batch_keys table (and the array dumpers)."""
+_HAS_DUMPERS: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+"""Connections whose adapters pass the binary arrays through (``register_array_dumpers``)."""
 
 
 @dataclass
@@ -143,13 +143,15 @@ def legacy_digest(frame: Frame) -> int:
     return int.from_bytes(hashlib.blake2b(doc, digest_size=8).digest(), "big", signed=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Packed:
-    """What a frame's packed row needs from the frame alone (``pack``). The writer's lane makes
-    it while decoding, in its read-ahead thread, so a commit only writes rows (issue 15)."""
+class Packed(NamedTuple):
+    """What a frame's packed row and ledger key need from the frame alone (``pack``). The
+    writer's lane makes it while decoding, in its read-ahead thread, so a commit only writes
+    rows (issue 15)."""
 
     digest: int
     """``entry_digest`` of the entry the frame came from (``frame_digest`` when there is none)."""
+    day: int
+    """The UTC day of ``observed_at`` as PostgreSQL stores a date (days since 2000-01-01)."""
     layout: Layout
     values: bytes
     """float8[] in binary; NULL for text values and nulls."""
@@ -172,7 +174,8 @@ def pack(frame: Frame, digest: int) -> Packed:
     codes = None
     if qualities.count(Quality.GOOD) != len(qualities):
         codes = fixed_array(INT2_OID, [QUALITY_CODES[q] for q in qualities])
-    return Packed(digest, layout_of(frame), fixed_array(FLOAT8_OID, values), texts, codes)
+    day = utc_day(frame.observed_at).toordinal() - PG_EPOCH_ORDINAL
+    return Packed(digest, day, layout_of(frame), fixed_array(FLOAT8_OID, values), texts, codes)
 
 
 def write_frames(
@@ -192,28 +195,29 @@ def write_frames(
     lane makes them while decoding); None = ``pack`` with ``frame_digest`` of each frame.
     """
     result = BatchResult()
-    if conn not in _HAS_BATCH_KEYS:
-        # Outside the batch transaction: a rolled-back batch must not take the table with it.
-        conn.execute(_CREATE_BATCH_KEYS)
+    if conn not in _HAS_DUMPERS:
         register_array_dumpers(conn.adapters)
-        _HAS_BATCH_KEYS.add(conn)
+        _HAS_DUMPERS.add(conn)
     if packed is None:
         packed = [pack(f, frame_digest(f)) for f in frames]
     digests = [p.digest for p in packed]
     ids = name_ids(conn, frames, [p.layout for p in packed])  # before the batch's transaction (writer/names.py)
     packed_at = {id(f): p for f, p in zip(frames, packed, strict=True)}
+    producers = TextArray(text_array([f.producer for f in frames]))
+    seqs = Int8Array(fixed_array(INT8_OID, [f.seq for f in frames]))
     with conn.transaction(), conn.cursor() as cur:
-        with cur.copy(_COPY_BATCH_KEYS) as copy:
-            copy.set_types(["text", "int8", "date", "int8"])
-            for f, digest in zip(frames, digests, strict=True):
-                copy.write_row((f.producer, f.seq, utc_day(f.observed_at), digest))
-        cur.execute(_INSERT_KEYS)
-        stored: dict[tuple[str, int], int | None] = {(p, s): d for p, s, d in cur.fetchall()}
-        inserted = set(stored)
-        if len(inserted) < len({f.key for f in frames}):  # some keys were there before
-            cur.execute(_STORED_KEYS)
-            for p, s, d in cur.fetchall():
-                stored.setdefault((p, s), d)
+        days = DateArray(fixed_array(DATE_OID, [p.day for p in packed]))
+        cur.execute(_INSERT_KEYS, [producers, seqs, days, Int8Array(fixed_array(INT8_OID, digests))])
+        stored: dict[tuple[str, int], int | None] = {}
+        for f, digest in zip(frames, digests, strict=True):
+            stored.setdefault(f.key, digest)  # the first frame of a key in the batch is the one inserted
+        if cur.rowcount == len(stored):  # every key is new
+            inserted = set(stored)
+        else:  # some keys were there before
+            cur.execute(_STORED_KEYS, [producers, seqs])
+            rows = cur.fetchall()
+            stored = {(p, s): d for p, s, d, _ in rows}
+            inserted = {(p, s) for p, s, _, mine in rows if mine}
         fresh, result.reused = sort_keys(frames, digests, inserted, stored, legacy_digest)
         result.duplicates = len(frames) - len(fresh) - len(result.reused)
         if not fresh:
@@ -223,7 +227,8 @@ def write_frames(
         result.rows = sum(len(f.channels) for f in fresh)
         if state:
             cur.execute(_UPSERT_STATE, [*(list(col) for col in zip(*state, strict=True)), horizon])
-        cur.execute(_RECORD_PROGRESS, _progress_arrays(fresh))
+        everything = len(fresh) == len(frames)
+        cur.execute(_RECORD_PROGRESS, [producers, seqs, _sources(frames)] if everything else _progress_arrays(fresh))
         if snapshots:
             fresh_ids = {id(f) for f in fresh}
             chosen = [s for s in snapshots if id(s) in fresh_ids]
@@ -348,8 +353,12 @@ def _progress_arrays(frames: Sequence[Frame]) -> list[bytes]:
     return [
         TextArray(text_array([f.producer for f in frames])),
         Int8Array(fixed_array(INT8_OID, [f.seq for f in frames])),
-        TextArray(text_array([f.source for f in frames])),
+        _sources(frames),
     ]
+
+
+def _sources(frames: Sequence[Frame]) -> TextArray:
+    return TextArray(text_array([f.source for f in frames]))
 
 
 def _snapshot_columns(frames: Sequence[Frame]) -> list[list[Any]]:

@@ -44,9 +44,13 @@ def _days(names: list[str], table: str = "readings") -> set[date]:
 
 
 def _one_frame_per_day(settings: Settings, redis: Redis, days: range) -> list[Frame]:
-    """Publish one frame observed at noon of each ``TODAY - d``, and commit them with a writer."""
-    noon = datetime.combine(TODAY, datetime.min.time(), UTC) + timedelta(hours=12)
-    frames = [frame("dev", d, observed_at=noon - timedelta(days=d), x=float(d)) for d in days]
+    """Publish one frame observed on each day ``TODAY - d``, and commit them with a writer.
+
+    At the start of the day, not at noon: a frame of today observed later than now is in the future,
+    which current_state ignores, and retention dates the newest data from current_state (a morning
+    run then saw the newest data three days back and planned a cutoff three days early)."""
+    start = datetime.combine(TODAY, datetime.min.time(), UTC) + timedelta(seconds=1)
+    frames = [frame("dev", d, observed_at=start - timedelta(days=d), x=float(d)) for d in days]
     with _conn(settings) as conn:
         ensure_partitions(conn, TODAY - timedelta(days=max(days)), TODAY)
     publish(settings, redis, frames)
