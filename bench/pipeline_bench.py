@@ -244,9 +244,20 @@ def start_writer(env: Env, ns: str, schema: str, consumer: str, out: Path, **ext
     )
 
 
+_MONITOR: list[psycopg.Connection[Any]] = []
+"""The benchmark's one connection for watching progress. A connection per poll (50 a second)
+cost PostgreSQL a quarter of a core in backend start-ups, taken from the writer being measured."""
+
+
+def monitor() -> psycopg.Connection[Any]:
+    if not _MONITOR or _MONITOR[0].closed:
+        _MONITOR[:] = [psycopg.connect(PG_DSN, autocommit=True)]
+    return _MONITOR[0]
+
+
 def committed(schema: str) -> int:
-    with psycopg.connect(PG_DSN, autocommit=True, options=f"-c search_path={schema}") as conn:
-        row = conn.execute("SELECT coalesce(sum(frames), 0) FROM producer_progress").fetchone()
+    query = sql.SQL("SELECT coalesce(sum(frames), 0) FROM {}.producer_progress").format(sql.Identifier(schema))
+    row = monitor().execute(query).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -289,8 +300,7 @@ def backends_of(pids: list[int]) -> list[int]:
     ports = set().union(*(tcp_ports(p) for p in pids))
     if not ports:
         return []
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", [list(ports)]).fetchall()
+    rows = monitor().execute("SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s)", [list(ports)]).fetchall()
     return [int(r[0]) for r in rows]
 
 
