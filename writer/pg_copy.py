@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -38,11 +38,14 @@ from writer.pg_arrays import (
     INT2_OID,
     INT8_OID,
     DateArray,
+    Float8Array,
     Int8Array,
     TextArray,
+    TimestamptzArray,
     fixed_array,
     register_array_dumpers,
     text_array,
+    timestamptz_array,
 )
 
 PACKED_COPY = (
@@ -53,6 +56,12 @@ PACKED_COPY = (
 PACKED_TYPES = ["timestamptz", "timestamptz", "int8", "int4", "int4", "int4", "bytea", "bytea", "bytea", "bytea"]
 """The arrays are encoded by writer/pg_arrays.py and passed through as bytes."""
 _VALUE = itemgetter(1)
+_DIGEST = attrgetter("digest")
+_DAY = attrgetter("day")
+_LAYOUT = attrgetter("layout")
+_PRODUCER = attrgetter("producer")
+_SEQ = attrgetter("seq")
+_CHANNELS = attrgetter("channels")
 _QUALITY = itemgetter(3)
 _NUMBER = frozenset({float, type(None)})
 PG_EPOCH_ORDINAL = date(2000, 1, 1).toordinal()
@@ -200,33 +209,40 @@ def write_frames(
         _HAS_DUMPERS.add(conn)
     if packed is None:
         packed = [pack(f, frame_digest(f)) for f in frames]
-    digests = [p.digest for p in packed]
-    ids = name_ids(conn, frames, [p.layout for p in packed])  # before the batch's transaction (writer/names.py)
-    packed_at = {id(f): p for f, p in zip(frames, packed, strict=True)}
-    producers = TextArray(text_array([f.producer for f in frames]))
-    seqs = Int8Array(fixed_array(INT8_OID, [f.seq for f in frames]))
+    digests = list(map(_DIGEST, packed))
+    ids = name_ids(conn, frames, list(map(_LAYOUT, packed)))  # before the batch's transaction (writer/names.py)
+    names = list(map(_PRODUCER, frames))
+    keys = list(zip(names, map(_SEQ, frames), strict=True))
+    distinct = len(set(keys))
+    producers = TextArray(text_array(names))
+    seqs = Int8Array(fixed_array(INT8_OID, list(map(_SEQ, frames))))
     with conn.transaction(), conn.cursor() as cur:
-        days = DateArray(fixed_array(DATE_OID, [p.day for p in packed]))
+        days = DateArray(fixed_array(DATE_OID, list(map(_DAY, packed))))
         cur.execute(_INSERT_KEYS, [producers, seqs, days, Int8Array(fixed_array(INT8_OID, digests))])
-        stored: dict[tuple[str, int], int | None] = {}
-        for f, digest in zip(frames, digests, strict=True):
-            stored.setdefault(f.key, digest)  # the first frame of a key in the batch is the one inserted
-        if cur.rowcount == len(stored):  # every key is new
-            inserted = set(stored)
-        else:  # some keys were there before
-            cur.execute(_STORED_KEYS, [producers, seqs])
-            rows = cur.fetchall()
-            stored = {(p, s): d for p, s, d, _ in rows}
-            inserted = {(p, s) for p, s, _, mine in rows if mine}
-        fresh, result.reused = sort_keys(frames, digests, inserted, stored, legacy_digest)
+        if cur.rowcount == distinct == len(frames):  # every key is new and once in the batch: all fresh
+            fresh, fresh_packed = frames, packed
+        else:
+            if cur.rowcount == distinct:  # every key is new; the first frame of a key is the one inserted
+                stored: dict[tuple[str, int], int | None] = {}
+                for key, digest in zip(keys, digests, strict=True):
+                    stored.setdefault(key, digest)
+                inserted = set(stored)
+            else:  # some keys were there before
+                cur.execute(_STORED_KEYS, [producers, seqs])
+                rows = cur.fetchall()
+                stored = {(p, s): d for p, s, d, _ in rows}
+                inserted = {(p, s) for p, s, _, mine in rows if mine}
+            fresh, result.reused = sort_keys(frames, digests, inserted, stored, legacy_digest)
+            packed_at = {id(f): p for f, p in zip(frames, packed, strict=True)}
+            fresh_packed = [packed_at[id(f)] for f in fresh]
         result.duplicates = len(frames) - len(fresh) - len(result.reused)
         if not fresh:
             return result
         horizon = state_horizon or datetime.max.replace(tzinfo=UTC)
-        state = _copy_packed(cur, fresh, [packed_at[id(f)] for f in fresh], ids, checkpoint, horizon)
-        result.rows = sum(len(f.channels) for f in fresh)
+        state = _copy_packed(cur, fresh, fresh_packed, ids, checkpoint, horizon)
+        result.rows = sum(map(len, map(_CHANNELS, fresh)))
         if state:
-            cur.execute(_UPSERT_STATE, [*(list(col) for col in zip(*state, strict=True)), horizon])
+            cur.execute(_UPSERT_STATE, [*_state_arrays(state), horizon])
         everything = len(fresh) == len(frames)
         cur.execute(_RECORD_PROGRESS, [producers, seqs, _sources(frames)] if everything else _progress_arrays(fresh))
         if snapshots:
@@ -355,6 +371,18 @@ def _progress_arrays(frames: Sequence[Frame]) -> list[bytes]:
         Int8Array(fixed_array(INT8_OID, [f.seq for f in frames])),
         _sources(frames),
     ]
+
+
+def _state_arrays(rows: Sequence[tuple[Any, ...]]) -> list[bytes]:
+    """_UPSERT_STATE's columns as binary arrays (psycopg would dump lists of text in Python, with a
+    regular expression per element)."""
+    src, dev, name, observed, value, text, unit, quality, session = zip(*rows, strict=True)
+    return [
+        TextArray(text_array(src)), TextArray(text_array(dev)), TextArray(text_array(name)),
+        TimestamptzArray(timestamptz_array(observed)), Float8Array(fixed_array(FLOAT8_OID, value)),
+        TextArray(text_array(text)), TextArray(text_array(unit)), TextArray(text_array(quality)),
+        TextArray(text_array(session)),
+    ]  # fmt: skip
 
 
 def _sources(frames: Sequence[Frame]) -> TextArray:
