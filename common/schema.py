@@ -256,8 +256,28 @@ def _iso(ts: datetime) -> str:
     return ts.isoformat(timespec="microseconds")
 
 
+class Shape(NamedTuple):
+    """A frame's channels without their values: names, units and qualities, in order, checked.
+
+    ``decode_shaped`` gives the frames of one shape the same object (a device sends a few shapes
+    frame after frame), so a consumer can key what it derives from them by the shape.
+    """
+
+    names: tuple[str, ...]
+    units: tuple[str, ...]
+    qualities: tuple[Quality, ...]
+
+
 def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max_channels: int = MAX_CHANNELS) -> Frame:
-    """Stream entry fields (as redis-py returns them, bytes) -> Frame.
+    """Stream entry fields (as redis-py returns them, bytes) -> Frame (``decode_shaped``'s frame)."""
+    return decode_shaped(fields, priority, max_channels)[0]
+
+
+def decode_shaped(
+    fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max_channels: int = MAX_CHANNELS
+) -> tuple[Frame, Shape, tuple[Value, ...]]:
+    """Stream entry fields (as redis-py returns them, bytes) -> (Frame, its Shape, its values in
+    channel order).
 
     Raises DecodeError with a short reason for anything not matching the schema:
     missing or extra fields, wrong types, non-finite numbers, NUL bytes, lone surrogates,
@@ -297,7 +317,8 @@ def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max
         _remember(_SOURCES, raw_src, src)
     if seq < 1:
         raise DecodeError(f"seq must be >= 1, got {seq}")
-    return Frame(src, dev, obs, rcv, mono, _channels(raw_ch, max_channels), sess, prod, seq, priority)
+    channels, shape, values = _channels(raw_ch, max_channels)
+    return Frame(src, dev, obs, rcv, mono, channels, sess, prod, seq, priority), shape, values
 
 
 def _rejection_reason(fields: dict[bytes, bytes]) -> str:
@@ -365,7 +386,10 @@ def _time(fields: dict[bytes, bytes], name: bytes) -> datetime:
     return ts
 
 
-def _channels(raw: bytes, max_channels: int) -> tuple[Channel, ...]:
+_Columns = tuple[tuple[Channel, ...], Shape, tuple[Value, ...]]
+
+
+def _channels(raw: bytes, max_channels: int) -> _Columns:
     if b"\\u0000" in raw or b"\x00" in raw:
         raise DecodeError("channels contain a NUL character")
     # Before parsing: every channel opens a '[', so this bounds the count from above (brackets
@@ -384,16 +408,15 @@ def _channels(raw: bytes, max_channels: int) -> tuple[Channel, ...]:
     return _known_shape(items) or _checked_channels(items)
 
 
-_Shape = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
-_SHAPES: dict[_Shape, tuple[Quality, ...]] = {}
-"""(names, units, quality texts) of channel lists ``_checked_channels`` accepted -> their qualities.
+_SHAPES: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], Shape] = {}
+"""(names, units, quality texts) of channel lists ``_checked_channels`` accepted -> their Shape.
 A device sends the same few shapes frame after frame; their names, units and qualities are
 checked once, not once per frame."""
 _NUMBERS = frozenset({float, type(None)})
 _CHANNEL = functools.partial(tuple.__new__, Channel)
 
 
-def _known_shape(items: list[Any]) -> tuple[Channel, ...] | None:
+def _known_shape(items: list[Any]) -> _Columns | None:
     """The channels of ``items`` when they have a shape already checked, else None (the caller
     checks them one by one). Whole-list passes in C; no Python work per channel when the values
     are all numbers or null."""
@@ -403,8 +426,8 @@ def _known_shape(items: list[Any]) -> tuple[Channel, ...] | None:
         names, values, units, texts = zip(*items, strict=True)
     except ValueError:
         return None
-    qualities = _SHAPES.get((names, units, texts))
-    if qualities is None:
+    shape = _SHAPES.get((names, units, texts))
+    if shape is None:
         return None
     kinds = set(map(type, values))
     if not kinds <= _NUMBERS:
@@ -414,10 +437,10 @@ def _known_shape(items: list[Any]) -> tuple[Channel, ...] | None:
             return None
         if int in kinds:
             values = tuple(float(v) if type(v) is int else v for v in values)
-    return tuple(map(_CHANNEL, zip(names, values, units, qualities, strict=True)))
+    return tuple(map(_CHANNEL, zip(names, values, units, shape.qualities, strict=True))), shape, values
 
 
-def _checked_channels(items: list[Any]) -> tuple[Channel, ...]:
+def _checked_channels(items: list[Any]) -> _Columns:
     """Every channel checked on its own, with the reason of the first one that is wrong."""
     out = []
     new = tuple.__new__
@@ -448,5 +471,5 @@ def _checked_channels(items: list[Any]) -> tuple[Channel, ...]:
     if len(_SHAPES) >= MAX_REMEMBERED:
         _SHAPES.clear()
     names, _, units, texts = zip(*items, strict=True)
-    _SHAPES[(names, units, texts)] = tuple(c[3] for c in out)
-    return tuple(out)
+    shape = _SHAPES[(names, units, texts)] = Shape(names, units, tuple(c[3] for c in out))
+    return tuple(out), shape, tuple(c[1] for c in out)

@@ -36,7 +36,7 @@ from common.backoff import Backoff
 from common.breaker import Breaker
 from common.clock import Clock, SystemClock
 from common.errors import DecodeError, KeyReuseError
-from common.schema import Frame, Priority, decode
+from common.schema import Frame, Priority, decode_shaped
 from common.settings import Settings
 from writer import faults
 from writer.ack import ack, until_done
@@ -324,7 +324,7 @@ class Writer:
                 bad.append((entry, "EntryTooLarge", f"{size} bytes, more than MAX_ENTRY_BYTES {limit}"))
                 continue
             try:
-                frame = decode(entry.fields, entry.priority, self.w.max_channels)
+                frame, shape, values = decode_shaped(entry.fields, entry.priority, self.w.max_channels)
             except DecodeError as exc:
                 bad.append((entry, "DecodeError", str(exc)))
                 continue
@@ -335,7 +335,7 @@ class Writer:
                 logger.error("out of memory decoding %s %s (%d bytes): %s; left pending", entry.stream,
                              entry.id.decode(), size, exc)  # fmt: skip
                 continue
-            entry.packed = pack(frame, entry_digest(entry.fields))
+            entry.packed = pack(frame, entry_digest(entry.fields), (shape, values))
             items.append((entry, frame))
         return Decoded(items, bad, len(entries))
 

@@ -24,14 +24,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from operator import attrgetter, itemgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 import psycopg
 
-from common.schema import Channel, Frame, Quality, encode
+from common.schema import Channel, Frame, Quality, Shape, Value, encode
 from writer.gate import CHECK_EVERY
-from writer.names import Layout, NameIds, layout_of, name_ids
+from writer.names import Layout, NameIds, name_ids
 from writer.pg_arrays import (
     DATE_OID,
     FLOAT8_OID,
@@ -170,21 +170,45 @@ class Packed(NamedTuple):
     """int2[] of quality codes, or None when every quality is good."""
 
 
-def pack(frame: Frame, digest: int) -> Packed:
-    """A frame's ``Packed``. Pure; a few C-level passes over its channels and no Python work per
-    reading on the common path (all numbers, all good)."""
-    chans = frame.channels
-    values = list(map(_VALUE, chans))
+def pack(frame: Frame, digest: int, shaped: tuple[Shape, Sequence[Value]] | None = None) -> Packed:
+    """A frame's ``Packed``. Pure. ``shaped``: its Shape and values as ``decode_shaped`` gave them
+    (taken from the frame's channels when None); what depends on the shape alone (the quality
+    codes) is made once per shape, so the common frame costs a few C-level passes."""
+    shape, values = shaped or shape_of(frame)
     texts = None
-    if not _NUMBER.issuperset(map(type, values)):
+    if _NUMBER.issuperset(map(type, values)):
+        numbers = cast(Sequence[float | None], values)
+    else:
         texts = text_array([v if isinstance(v, str) else None for v in values])
-        values = [None if isinstance(v, str) else v for v in values]
-    qualities = list(map(_QUALITY, chans))
+        numbers = [None if isinstance(v, str) else v for v in values]
+    day = utc_day(frame.observed_at).toordinal() - PG_EPOCH_ORDINAL
+    layout = (frame.source, frame.device, shape.names, shape.units)
+    return Packed(digest, day, layout, fixed_array(FLOAT8_OID, numbers), texts, _quality_codes(shape))
+
+
+def shape_of(frame: Frame) -> tuple[Shape, tuple[Value, ...]]:
+    """A frame's Shape and values from its channels. Pure."""
+    names, values, units, qualities = zip(*frame.channels, strict=True) if frame.channels else ((), (), (), ())
+    return Shape(names, units, qualities), values
+
+
+_CODES: dict[int, tuple[Shape, bytes | None]] = {}
+"""id(shape) -> (shape, its quality codes): the shape is kept so that its id is not reused."""
+
+
+def _quality_codes(shape: Shape) -> bytes | None:
+    """int2[] of the shape's quality codes, or None when all are good (the view reads NULL as good)."""
+    known = _CODES.get(id(shape))
+    if known is not None and known[0] is shape:
+        return known[1]
+    qualities = shape.qualities
     codes = None
     if qualities.count(Quality.GOOD) != len(qualities):
         codes = fixed_array(INT2_OID, [QUALITY_CODES[q] for q in qualities])
-    day = utc_day(frame.observed_at).toordinal() - PG_EPOCH_ORDINAL
-    return Packed(digest, day, layout_of(frame), fixed_array(FLOAT8_OID, values), texts, codes)
+    if len(_CODES) >= 4096:
+        _CODES.clear()
+    _CODES[id(shape)] = (shape, codes)
+    return codes
 
 
 def write_frames(
