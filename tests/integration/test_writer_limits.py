@@ -70,13 +70,13 @@ def test_an_entry_over_max_entry_bytes_is_dead_lettered_by_reference_without_dec
     import writer.loop
 
     decoded: list[int] = []
-    real_decode = writer.loop.decode
+    real_decode = writer.loop.decode_shaped
 
     def counting_decode(fields: dict[bytes, bytes], *args: Any) -> Any:
         decoded.append(len(fields.get(b"ch", b"")))
         return real_decode(fields, *args)
 
-    monkeypatch.setattr(writer.loop, "decode", counting_decode)
+    monkeypatch.setattr(writer.loop, "decode_shaped", counting_decode)
     names = settings.redis.names
     big = {"v": "1", "src": "jsonl", "prod": "huge/1", "seq": "1", "ch": b"[" + b" " * (2 << 20) + b"]"}
     big_id = redis.xadd(names.stream(Priority.NORMAL), big)  # type: ignore[arg-type]
@@ -97,7 +97,7 @@ def test_running_out_of_memory_while_decoding_never_dead_letters_the_frame(
 ) -> None:
     import writer.loop
 
-    real_decode = writer.loop.decode
+    real_decode = writer.loop.decode_shaped
     failures = {"left": 1}
 
     def decode_once_out_of_memory(fields: dict[bytes, bytes], *args: Any) -> Any:
@@ -106,7 +106,7 @@ def test_running_out_of_memory_while_decoding_never_dead_letters_the_frame(
             raise MemoryError("simulated allocation failure")  # what orjson's allocation failure now becomes
         return real_decode(fields, *args)
 
-    monkeypatch.setattr(writer.loop, "decode", decode_once_out_of_memory)
+    monkeypatch.setattr(writer.loop, "decode_shaped", decode_once_out_of_memory)
     s = settings.model_copy(update={"writer": settings.writer.model_copy(update={"claim_idle_ms": 200})})
     publish(s, redis, [frame("dev", i) for i in range(3)])
     with writer_observed(s) as (live, _):
