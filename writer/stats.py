@@ -11,9 +11,14 @@ import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from operator import attrgetter
 
 from common.latency import LatencyHistogram
 from common.schema import Frame
+
+_PRIORITY = attrgetter("priority")
+_RECEIVED = attrgetter("received_at")
 
 
 @dataclass
@@ -87,11 +92,18 @@ class WriterStats:
     def record_latency(self, frames: Sequence[Frame], now: float) -> None:
         """Add each frame's end-to-end latency (``now`` minus its received_at) to its priority's
         histogram; the caller holds ``lock``."""
-        for f in frames:
-            h = self.latency.get(f.priority.value)
+        if not frames:
+            return
+        priorities = list(map(_PRIORITY, frames))
+        if priorities.count(priorities[0]) == len(priorities):  # a batch is of one priority, as a rule
+            groups = [(priorities[0], list(map(_RECEIVED, frames)))]
+        else:
+            groups = [(p, [f.received_at for f in frames if f.priority is p]) for p in dict.fromkeys(priorities)]
+        for priority, received in groups:
+            h = self.latency.get(priority.value)
             if h is None:
-                h = self.latency[f.priority.value] = LatencyHistogram()
-            h.add(max(0.0, now - f.received_at.timestamp()))
+                h = self.latency[priority.value] = LatencyHistogram()
+            h.add_many([max(0.0, now - t) for t in map(datetime.timestamp, received)])
 
     @property
     def pg_connected(self) -> bool:

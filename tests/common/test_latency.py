@@ -42,3 +42,14 @@ def test_one_latency_type_behind_summary_and_e2e_latency() -> None:
         summary.observe("copy", ms / 1000, ok=True, rows=1)
     copy = summary.as_dict()["copy"]
     assert 50 <= copy["p50_ms"] <= 50 * 1.05 and 99 <= copy["p99_ms"] <= 99 * 1.05 and copy["max_ms"] == 100
+
+
+def test_add_many_is_add_of_each_value() -> None:
+    """The writer adds a batch at a time (issue 15); the histogram must be the same as one by one."""
+    values = [0.0, 5e-5, 1e-4, 0.0123, 0.5, 3.0, 1e9, 0.0123]
+    one_by_one, at_once = LatencyHistogram(), LatencyHistogram()
+    for v in values:
+        one_by_one.add(v)
+    at_once.add_many(values)
+    at_once.add_many([])
+    assert at_once == one_by_one
