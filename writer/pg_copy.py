@@ -2,14 +2,16 @@
 
 Steps, in one transaction:
 1. insert the batch's keys (producer, seq) with a digest of each frame's content into
-   ``frame_keys`` (ON CONFLICT DO NOTHING RETURNING): the keys returned are new. A key
-   already there with the same digest is a duplicate (a re-send or a redelivery: skipped); with
+   ``frame_keys`` (ON CONFLICT DO NOTHING): when the count inserted is the number of keys, all
+   are new; otherwise the ledger's digests, and which rows this transaction inserted, are asked
+   back. A key already there with the same digest is a duplicate (a re-send or a redelivery: skipped); with
    another digest it is key reuse (reported in ``BatchResult.reused``, never written; the
    caller dead-letters it). Inside one batch the first frame of a key wins the same way. The
    digest is ``entry_digest``, of the entry's bytes; a key stored by a writer older than it
    carries ``legacy_digest``, which is tried before a mismatch is called key reuse;
 2. binary COPY the new frames into ``readings_packed``, one row per frame with its channels
-   as arrays (the ``readings`` view shows one row per channel, migration 004);
+   as arrays (the ``readings`` view shows one row per channel, migration 004), made by ``pack``
+   (the writer's lane packs while decoding, off the commit path);
 3. upsert ``current_state`` (only from frames not too far ahead of the writer's clock) and
    ``producer_progress`` from the same frames.
 Concurrent writers cannot both insert a key: the second waits on the first's commit, then
