@@ -268,6 +268,12 @@ class Shape(NamedTuple):
     qualities: tuple[Quality, ...]
 
 
+def shape_of(frame: Frame) -> tuple[Shape, tuple[Value, ...]]:
+    """A frame's Shape and values, from its channels (``decode_shaped`` gives them for an entry). Pure."""
+    names, values, units, qualities = zip(*frame.channels, strict=True) if frame.channels else ((), (), (), ())
+    return Shape(names, units, qualities), values
+
+
 def decode(fields: dict[bytes, bytes], priority: Priority = Priority.NORMAL, max_channels: int = MAX_CHANNELS) -> Frame:
     """Stream entry fields (as redis-py returns them, bytes) -> Frame (``decode_shaped``'s frame)."""
     return decode_shaped(fields, priority, max_channels)[0]

@@ -13,26 +13,22 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 import psycopg
 
-from common.schema import Frame
+from common.schema import Frame, Shape, shape_of
 from writer.pg_arrays import INT4_OID, fixed_array
-
-_NAME = itemgetter(0)
-_UNIT = itemgetter(2)
 
 Layout = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 """(source, device, channel names, units): what a frame's series array depends on."""
 
 
-def layout_of(frame: Frame) -> Layout:
-    """The key of a frame's (device id, series ids) in the cache. Pure; two C-level passes and
-    no tuple per channel (it runs once per frame on the writer's hot path)."""
-    chans = frame.channels
-    return (frame.source, frame.device, tuple(map(_NAME, chans)), tuple(map(_UNIT, chans)))
+def layout_of(frame: Frame, shape: Shape | None = None) -> Layout:
+    """The key of a frame's (device id, series ids) in the cache. Pure. ``shape``: the frame's
+    (common/schema.py ``decode_shaped``), taken from its channels when None."""
+    names, units, _ = shape or shape_of(frame)[0]
+    return (frame.source, frame.device, names, units)
 
 
 @dataclass

@@ -34,8 +34,10 @@ FLOAT8_ARRAY_OID = 1022
 TIMESTAMPTZ_ARRAY_OID = 1185
 
 _HEADER = struct.Struct(">iiiii")
-_FIXED = (INT2_OID, INT4_OID, INT8_OID, DATE_OID, TIMESTAMPTZ_OID, TEXT_OID, FLOAT8_OID)
-_EMPTY = {oid: struct.pack(">iii", 0, 0, oid) for oid in _FIXED}
+_EMPTY = {
+    oid: struct.pack(">iii", 0, 0, oid)
+    for oid in (INT2_OID, INT4_OID, INT8_OID, DATE_OID, TIMESTAMPTZ_OID, TEXT_OID, FLOAT8_OID)
+}
 _ELEMENT = {
     INT2_OID: (2, "h"), INT4_OID: (4, "i"), INT8_OID: (8, "q"), DATE_OID: (4, "i"), TIMESTAMPTZ_OID: (8, "q"),
     FLOAT8_OID: (8, "d"),

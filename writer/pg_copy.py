@@ -25,15 +25,15 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any, NamedTuple, cast
 
 import orjson
 import psycopg
 
-from common.schema import Channel, Frame, Quality, Shape, Value, encode
+from common.schema import MAX_REMEMBERED, Channel, Frame, Quality, Shape, Value, encode, shape_of
 from writer.gate import CHECK_EVERY
-from writer.names import Layout, NameIds, name_ids
+from writer.names import Layout, NameIds, layout_of, name_ids
 from writer.pg_arrays import (
     DATE_OID,
     FLOAT8_OID,
@@ -57,14 +57,12 @@ PACKED_COPY = (
 """One row per frame (migration 004); the ``readings`` view fans it out into one row per channel."""
 PACKED_TYPES = ["timestamptz", "timestamptz", "int8", "int4", "int4", "int4", "bytea", "bytea", "bytea", "bytea"]
 """The arrays are encoded by writer/pg_arrays.py and passed through as bytes."""
-_VALUE = itemgetter(1)
 _DIGEST = attrgetter("digest")
 _DAY = attrgetter("day")
 _LAYOUT = attrgetter("layout")
 _PRODUCER = attrgetter("producer")
 _SEQ = attrgetter("seq")
 _CHANNELS = attrgetter("channels")
-_QUALITY = itemgetter(3)
 _NUMBER = frozenset({float, type(None)})
 PG_EPOCH_ORDINAL = date(2000, 1, 1).toordinal()
 """PostgreSQL counts dates from 2000-01-01."""
@@ -184,14 +182,7 @@ def pack(frame: Frame, digest: int, shaped: tuple[Shape, Sequence[Value]] | None
         texts = text_array([v if isinstance(v, str) else None for v in values])
         numbers = [None if isinstance(v, str) else v for v in values]
     day = utc_day(frame.observed_at).toordinal() - PG_EPOCH_ORDINAL
-    layout = (frame.source, frame.device, shape.names, shape.units)
-    return Packed(digest, day, layout, fixed_array(FLOAT8_OID, numbers), texts, _quality_codes(shape))
-
-
-def shape_of(frame: Frame) -> tuple[Shape, tuple[Value, ...]]:
-    """A frame's Shape and values from its channels. Pure."""
-    names, values, units, qualities = zip(*frame.channels, strict=True) if frame.channels else ((), (), (), ())
-    return Shape(names, units, qualities), values
+    return Packed(digest, day, layout_of(frame, shape), fixed_array(FLOAT8_OID, numbers), texts, _quality_codes(shape))
 
 
 _CODES: dict[int, tuple[Shape, bytes | None]] = {}
@@ -207,7 +198,7 @@ def _quality_codes(shape: Shape) -> bytes | None:
     codes = None
     if qualities.count(Quality.GOOD) != len(qualities):
         codes = fixed_array(INT2_OID, [QUALITY_CODES[q] for q in qualities])
-    if len(_CODES) >= 4096:
+    if len(_CODES) >= MAX_REMEMBERED:
         _CODES.clear()
     _CODES[id(shape)] = (shape, codes)
     return codes
@@ -264,8 +255,9 @@ def write_frames(
         result.duplicates = len(frames) - len(fresh) - len(result.reused)
         if not fresh:
             return result
+        _copy_packed(cur, fresh, fresh_packed, ids, checkpoint)
         horizon = state_horizon or datetime.max.replace(tzinfo=UTC)
-        state = _copy_packed(cur, fresh, fresh_packed, ids, checkpoint, horizon)
+        state = _state_rows(fresh, list(map(_LAYOUT, fresh_packed)), horizon)
         result.rows = sum(map(len, map(_CHANNELS, fresh)))
         if state:
             cur.execute(_UPSERT_STATE, [*_state_arrays(state), horizon])
@@ -322,42 +314,31 @@ def _copy_packed(
     packed: Sequence[Packed],
     ids: NameIds,
     checkpoint: Callable[[], None],
-    horizon: datetime,
-) -> list[tuple[Any, ...]]:
-    """Binary COPY one packed row per frame; return current_state rows (latest per channel,
-    among the frames observed no later than ``horizon``).
-
-    The hot loop of the writer: per frame, one dict lookup and one row (the arrays are made by
-    ``pack``); per layout, the frame observed last (``latest_channels``).
-    """
+) -> None:
+    """Binary COPY one packed row per frame. The hot loop of the writer: per frame, one dict
+    lookup and one row (the arrays are made by ``pack``)."""
     producers, sessions, layout_ids = ids.producers, ids.sessions, ids.layouts
-    seen: dict[Layout, list[Any]] = {}
-    """Layout -> [device id, series ids, index and frame of its latest frame (no later than horizon)]."""
     with cur.copy(PACKED_COPY) as copy:
         copy.set_types(PACKED_TYPES)
         write = copy.write_row
         for i, (f, p) in enumerate(zip(frames, packed, strict=True)):
             if not i % CHECK_EVERY:
                 checkpoint()  # strict priority: pause while the urgent lane works
-            obs, sess = f.observed_at, f.session
-            slot = seen.get(p.layout)
-            if slot is None:
-                slot = seen[p.layout] = [*layout_ids[p.layout], -1, None]
+            sess = f.session
+            device_id, series = layout_ids[p.layout]
             write((
-                obs, f.received_at, f.seq, slot[0], producers[f.producer],
-                None if sess is None else sessions[sess], slot[1], p.values, p.texts, p.codes,
+                f.observed_at, f.received_at, f.seq, device_id, producers[f.producer],
+                None if sess is None else sessions[sess], series, p.values, p.texts, p.codes,
             ))  # fmt: skip
-            # A frame from the future is stored, but is not the current state.
-            if obs <= horizon and (slot[3] is None or obs >= slot[3].observed_at):
-                slot[2], slot[3] = i, f
-    by_device: dict[tuple[str, str], list[tuple[int, Frame]]] = {}
-    for layout, (_, _, i, f) in seen.items():
-        if f is not None:
-            by_device.setdefault(layout[:2], []).append((i, f))
-    # Sorted, so concurrent writers lock current_state rows in the same order (no 40P01 deadlocks).
+
+
+def _state_rows(frames: Sequence[Frame], layouts: Sequence[Layout], horizon: datetime) -> list[tuple[Any, ...]]:
+    """current_state rows: the latest value of each channel of each device (``latest_by_device``)
+    among the frames observed no later than ``horizon`` (a frame from the future is stored, but is
+    not the current state). Sorted, so concurrent writers lock current_state rows in the same
+    order (no 40P01 deadlocks)."""
     rows = []
-    for (src, dev), latest in sorted(by_device.items()):
-        dev_state = _merge_latest(latest)
+    for (src, dev), dev_state in sorted(latest_by_device(frames, layouts, horizon).items()):
         for name in sorted(dev_state):
             f, (_, value, unit, quality) = dev_state[name]
             text = value if isinstance(value, str) else None
@@ -366,17 +347,31 @@ def _copy_packed(
     return rows
 
 
-def latest_channels(frames: Sequence[tuple[Frame, Layout]]) -> dict[str, tuple[Frame, Channel]]:
-    """Channel name -> (frame, channel) of the frame observed last among ``frames`` (one device's,
-    in batch order) that has the channel; of two observed at the same time, the later in the batch.
-    Pure. Only the latest frame of each layout can hold a channel's latest value, so a device
-    whose frames all have the same channels costs one frame's channels, not a batch's."""
+def latest_by_device(
+    frames: Sequence[Frame], layouts: Sequence[Layout], horizon: datetime | None = None
+) -> dict[tuple[str, str], dict[str, tuple[Frame, Channel]]]:
+    """(source, device) -> channel name -> (frame, channel) of the frame observed last (no later
+    than ``horizon``; None = no limit) that has the channel; of two observed at the same time, the
+    later in the batch. Pure. Only the latest frame of each layout can hold a channel's latest
+    value, so a device whose frames all have the same channels costs one frame's channels, not a
+    batch's."""
     latest: dict[Layout, tuple[int, Frame]] = {}
-    for i, (f, layout) in enumerate(frames):
-        known = latest.get(layout)
-        if known is None or f.observed_at >= known[1].observed_at:
-            latest[layout] = (i, f)
-    return _merge_latest(latest.values())
+    for i, (f, layout) in enumerate(zip(frames, layouts, strict=True)):
+        obs = f.observed_at
+        if horizon is None or obs <= horizon:
+            known = latest.get(layout)
+            if known is None or obs >= known[1].observed_at:
+                latest[layout] = (i, f)
+    by_device: dict[tuple[str, str], list[tuple[int, Frame]]] = {}
+    for layout, item in latest.items():
+        by_device.setdefault(layout[:2], []).append(item)
+    return {device: _merge_latest(items) for device, items in by_device.items()}
+
+
+def latest_channels(frames: Sequence[tuple[Frame, Layout]]) -> dict[str, tuple[Frame, Channel]]:
+    """``latest_by_device`` of one device's frames (in batch order, with their layouts)."""
+    by_device = latest_by_device([f for f, _ in frames], [k for _, k in frames])
+    return next(iter(by_device.values()), {})
 
 
 def _merge_latest(latest: Iterable[tuple[int, Frame]]) -> dict[str, tuple[Frame, Channel]]:

@@ -104,10 +104,9 @@ def _entries(names: StreamNames, reply: Any) -> list[Entry]:
         if isinstance(messages, list) and messages and isinstance(messages[0], list):
             messages = messages[0]  # RESP3 shape
         stream = key.decode() if isinstance(key, bytes) else key
-        streams.append((_ORDER[names.priority_of(stream)], stream, messages))
-    streams.sort(key=lambda s: s[0])  # per stream, not per entry: each stream's entries stay in order
-    for _, stream, messages in streams:
-        priority = names.priority_of(stream)
+        streams.append((names.priority_of(stream), stream, messages))
+    streams.sort(key=lambda s: _ORDER[s[0]])  # per stream, not per entry: each stream's entries stay in order
+    for priority, stream, messages in streams:
         # fields None: an entry deleted while pending
         out.extend(Entry(stream, entry_id, fields, priority) for entry_id, fields in messages if fields is not None)
     return out
