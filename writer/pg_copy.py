@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -63,6 +63,8 @@ _LAYOUT = attrgetter("layout")
 _PRODUCER = attrgetter("producer")
 _SEQ = attrgetter("seq")
 _CHANNELS = attrgetter("channels")
+_DEVICE_ID = itemgetter(3)
+"""The device id of a packed row (PACKED_COPY's fourth column)."""
 _NUMBER = frozenset({float, type(None)})
 PG_EPOCH_ORDINAL = date(2000, 1, 1).toordinal()
 """PostgreSQL counts dates from 2000-01-01."""
@@ -315,21 +317,37 @@ def _copy_packed(
     ids: NameIds,
     checkpoint: Callable[[], None],
 ) -> None:
-    """Binary COPY one packed row per frame. The hot loop of the writer: per frame, one dict
-    lookup and one row (the arrays are made by ``pack``)."""
+    """Binary COPY one packed row per frame, the batch's rows grouped by device (``by_device``).
+    The hot loop of the writer: per frame, one dict lookup and one row (the arrays are made by
+    ``pack``)."""
     producers, sessions, layout_ids = ids.producers, ids.sessions, ids.layouts
+    rows = []
+    for f, p in zip(frames, packed, strict=True):
+        sess = f.session
+        device_id, series = layout_ids[p.layout]
+        rows.append((
+            f.observed_at, f.received_at, f.seq, device_id, producers[f.producer],
+            None if sess is None else sessions[sess], series, p.values, p.texts, p.codes,
+        ))  # fmt: skip
     with cur.copy(PACKED_COPY) as copy:
         copy.set_types(PACKED_TYPES)
         write = copy.write_row
-        for i, (f, p) in enumerate(zip(frames, packed, strict=True)):
+        for i, row in enumerate(by_device(rows)):
             if not i % CHECK_EVERY:
                 checkpoint()  # strict priority: pause while the urgent lane works
-            sess = f.session
-            device_id, series = layout_ids[p.layout]
-            write((
-                f.observed_at, f.received_at, f.seq, device_id, producers[f.producer],
-                None if sess is None else sessions[sess], series, p.values, p.texts, p.codes,
-            ))  # fmt: skip
+            write(row)
+
+
+def by_device(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Packed rows ordered by device id, each device's in batch order (a stable sort). Pure.
+
+    The heap then holds a device's frames of one batch side by side: a query of one device
+    (the ``readings`` view's common filter) reads a few pages per batch instead of a page per
+    frame. How much that gives depends on the batch: a drained backlog or an import commits up
+    to ``batch_max_rows`` readings at a time, live data at a low rate a few frames.
+    """
+    rows.sort(key=_DEVICE_ID)
+    return rows
 
 
 def _state_rows(frames: Sequence[Frame], layouts: Sequence[Layout], horizon: datetime) -> list[tuple[Any, ...]]:
