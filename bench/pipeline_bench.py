@@ -665,7 +665,7 @@ def main() -> None:
             say(f"(3) writer drain of a pre-filled backlog: {drain:,.0f} rows/s (x{drain / copy:.2f})")
             runs.append((copy, drain, run_cpu))
         copy, drain, cpu = median_run(runs)
-        st = bench_storage(env, frames, tmp, 10 if args.quick else 30)
+        st = bench_storage(env, frames, tmp, 10 if args.quick else 200)
         say("(5) storage figures measured")
         if not args.storage_only:
             xadd, xread = bench_raw_redis(env, frames)
