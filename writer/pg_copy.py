@@ -231,10 +231,11 @@ def write_frames(
     digests = list(map(_DIGEST, packed))
     ids = name_ids(conn, frames, list(map(_LAYOUT, packed)))  # before the batch's transaction (writer/names.py)
     names = list(map(_PRODUCER, frames))
-    keys = list(zip(names, map(_SEQ, frames), strict=True))
+    seq_numbers = list(map(_SEQ, frames))
+    keys = list(zip(names, seq_numbers, strict=True))
     distinct = len(set(keys))
     producers = TextArray(text_array(names))
-    seqs = Int8Array(fixed_array(INT8_OID, list(map(_SEQ, frames))))
+    seqs = Int8Array(fixed_array(INT8_OID, seq_numbers))
     with conn.transaction(), conn.cursor() as cur:
         days = DateArray(fixed_array(DATE_OID, list(map(_DAY, packed))))
         cur.execute(_INSERT_KEYS, [producers, seqs, days, Int8Array(fixed_array(INT8_OID, digests))])
@@ -338,7 +339,7 @@ def _copy_packed(
             write(row)
 
 
-def by_device(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def by_device(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Packed rows ordered by device id, each device's in batch order (a stable sort). Pure.
 
     The heap then holds a device's frames of one batch side by side: a query of one device
@@ -346,8 +347,7 @@ def by_device(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     frame. How much that gives depends on the batch: a drained backlog or an import commits up
     to ``batch_max_rows`` readings at a time, live data at a low rate a few frames.
     """
-    rows.sort(key=_DEVICE_ID)
-    return rows
+    return sorted(rows, key=_DEVICE_ID)
 
 
 def _state_rows(frames: Sequence[Frame], layouts: Sequence[Layout], horizon: datetime) -> list[tuple[Any, ...]]:
@@ -384,12 +384,6 @@ def latest_by_device(
     for layout, item in latest.items():
         by_device.setdefault(layout[:2], []).append(item)
     return {device: _merge_latest(items) for device, items in by_device.items()}
-
-
-def latest_channels(frames: Sequence[tuple[Frame, Layout]]) -> dict[str, tuple[Frame, Channel]]:
-    """``latest_by_device`` of one device's frames (in batch order, with their layouts)."""
-    by_device = latest_by_device([f for f, _ in frames], [k for _, k in frames])
-    return next(iter(by_device.values()), {})
 
 
 def _merge_latest(latest: Iterable[tuple[int, Frame]]) -> dict[str, tuple[Frame, Channel]]:

@@ -11,7 +11,8 @@
 -- 2. Partitions no longer keep the CHECK constraint they were created with: it spared ATTACH a
 --    scan of an empty table, and the planner tested it on every partition of every query
 --    (constraint exclusion of partitions). ensure_partitions drops it after the ATTACH, in the
---    same transaction; the partition bound, which PostgreSQL enforces, is unchanged.
+--    same transaction (drop_partition_checks); the partition bound, which PostgreSQL enforces,
+--    is unchanged.
 CREATE OR REPLACE VIEW readings AS
 SELECT f.observed_at,
        f.received_at,
@@ -32,42 +33,11 @@ SELECT f.observed_at,
  WHERE s.device_id = f.device_id
    AND array_position(f.series, s.id) IS NOT NULL;
 
-CREATE OR REPLACE FUNCTION ensure_partitions_unbounded(first_day date, last_day date) RETURNS integer
+-- The CHECKs are dropped by one function, here for the existing partitions and by
+-- ensure_partitions after it creates and attaches new ones (004's body, kept under another name;
+-- the advisory lock it takes holds until the caller's commit, so replicas do not race here).
+CREATE FUNCTION drop_partition_checks() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER AS $$
-DECLARE
-    d date := first_day;
-    part text;
-    lo text;
-    hi text;
-    n integer := 0;
-    caller_lock_timeout text := current_setting('lock_timeout');
-BEGIN
-    IF last_day - first_day > 3660 THEN
-        RAISE EXCEPTION 'ensure_partitions: at most 3660 days per call';
-    END IF;
-    PERFORM set_config('lock_timeout', '0', true);
-    PERFORM pg_advisory_xact_lock(2115895298, hashtext(current_schema()));  -- 0x7E1E0002, this schema
-    PERFORM set_config('lock_timeout', caller_lock_timeout, true);
-    WHILE d <= last_day LOOP
-        part := 'readings_p' || to_char(d, 'YYYYMMDD');
-        IF to_regclass(quote_ident(part)) IS NULL THEN
-            lo := to_char(d, 'YYYY-MM-DD') || ' 00:00:00+00';
-            hi := to_char(d + 1, 'YYYY-MM-DD') || ' 00:00:00+00';
-            EXECUTE format('CREATE TABLE %I (LIKE readings_packed INCLUDING DEFAULTS)', part);
-            EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (observed_at >= %L AND observed_at < %L)',
-                           part, part || '_range', lo, hi);
-            EXECUTE format('ALTER TABLE readings_packed ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
-                           part, lo, hi);
-            EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', part, part || '_range');
-            n := n + 1;
-        END IF;
-        d := d + 1;
-    END LOOP;
-    RETURN n;
-END $$;
-REVOKE ALL ON FUNCTION ensure_partitions_unbounded(date, date) FROM PUBLIC;
-
-DO $$
 DECLARE
     part text;
 BEGIN
@@ -78,3 +48,17 @@ BEGIN
         EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', part, part || '_range');
     END LOOP;
 END $$;
+REVOKE ALL ON FUNCTION drop_partition_checks() FROM PUBLIC;
+
+ALTER FUNCTION ensure_partitions_unbounded(date, date) RENAME TO ensure_partitions_v004;
+CREATE FUNCTION ensure_partitions_unbounded(first_day date, last_day date) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+    n integer := ensure_partitions_v004(first_day, last_day);
+BEGIN
+    PERFORM drop_partition_checks();
+    RETURN n;
+END $$;
+REVOKE ALL ON FUNCTION ensure_partitions_unbounded(date, date) FROM PUBLIC;
+
+SELECT drop_partition_checks();
