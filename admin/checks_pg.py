@@ -2,7 +2,7 @@
 
 The writer's rights are read with ``has_table_privilege`` / ``has_function_privilege`` /
 ``has_database_privilege`` for each table, function and right the writer uses (the grants of
-writer/migrations/002-008), and proved with a zero-row COPY into ``readings_packed`` inside a
+writer/migrations/002-011), and proved with a zero-row COPY into ``readings_packed`` inside a
 transaction that is rolled back: nothing is written. Identifiers go through ``psycopg.sql``.
 """
 
@@ -28,6 +28,7 @@ WRITER_FUNCTIONS = (
     "record_progress(text[], bigint[], text[])",
     "series_ids(text[], text[], text[], text[])",
     "name_ids(text, text[])",
+    "device_layouts(integer[], integer[])",
     "ensure_partitions(date, date)",
     "drop_expired_partitions(date, integer)",
     "prune_frame_keys(date, integer)",

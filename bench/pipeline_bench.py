@@ -1,6 +1,7 @@
 """Benchmark: the pipeline against the machine's limits and against hand-written writers.
 
     python bench/pipeline_bench.py [--frames 50000] [--channels 10] [--quick] [--storage-only] [--repeat 3]
+                                   [--data-end HH:MM]
 
 Needs the local Redis and PostgreSQL (``bash deploy/local-services.sh``) and
 ``pip install -e ".[bench]"`` (SQLAlchemy, for the comparison). Prints a table: each
@@ -26,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -382,10 +383,11 @@ def bench_live(
 
 
 # ---- (5) storage: long layout (003) vs packed (004), issue 15 ------------------------------
-def bench_storage(env: Env, frames: list[Frame], tmp: Path, runs: int) -> dict[str, Any]:
-    """Bytes, WAL, load CPU and query p50s of both layouts on the same frames; the narrow
-    alternative's bytes; the archive's bytes (admin/archive.py, when pyarrow is installed)."""
-    data = storage_bench.spread(frames)
+def bench_storage(env: Env, frames: list[Frame], tmp: Path, runs: int, end: datetime | None = None) -> dict[str, Any]:
+    """Bytes, WAL, load CPU and query p50s of both layouts on the same frames, observed over the
+    12 hours before ``end`` (default: now); the narrow alternative's bytes; the archive's bytes
+    (admin/archive.py, when pyarrow is installed)."""
+    data = storage_bench.spread(frames, end=end)
     mid = data[len(data) // 2]
     params = {
         "device": mid.device, "channel": mid.channels[0].name, "session": mid.session,
@@ -636,6 +638,17 @@ def print_storage(st: dict[str, Any], copy: float, drain: float, cpu: dict[str, 
         print(f"| {q} | {rows} | {b:.2f} | {a:.2f} | {a / b:.2f} |")
 
 
+def window_end(hhmm: str | None) -> datetime | None:
+    """``--data-end``: today at HH:MM UTC; None when not given."""
+    if hhmm is None:
+        return None
+    try:
+        at = datetime.strptime(hhmm, "%H:%M").time()
+    except ValueError:
+        raise SystemExit(f"--data-end: {hhmm!r} is not HH:MM") from None
+    return datetime.combine(datetime.now(UTC).date(), at, UTC)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=50_000)
@@ -647,6 +660,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--repeat", type=int, default=3, help="runs of the yardstick and the 1-writer drain (the median is reported)"
+    )
+    ap.add_argument(
+        "--data-end",
+        metavar="HH:MM",
+        help="UTC time of today at which the storage figures' 12 hours of data end (default: now); "
+        "the long layout's query plans depend on it",
     )
     args = ap.parse_args()
     n = 5_000 if args.quick else args.frames
@@ -665,7 +684,7 @@ def main() -> None:
             say(f"(3) writer drain of a pre-filled backlog: {drain:,.0f} rows/s (x{drain / copy:.2f})")
             runs.append((copy, drain, run_cpu))
         copy, drain, cpu = median_run(runs)
-        st = bench_storage(env, frames, tmp, 10 if args.quick else 200)
+        st = bench_storage(env, frames, tmp, 10 if args.quick else 200, window_end(args.data_end))
         say("(5) storage figures measured")
         if not args.storage_only:
             xadd, xread = bench_raw_redis(env, frames)

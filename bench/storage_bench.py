@@ -66,10 +66,11 @@ class Layout:
         return nbytes / max(1, self.readings)
 
 
-def spread(frames: Sequence[Frame], hours: float = 12.0) -> list[Frame]:
-    """The frames observed over the last ``hours`` (in order, per device), with a session per
-    device and hour."""
-    end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+def spread(frames: Sequence[Frame], hours: float = 12.0, end: datetime | None = None) -> list[Frame]:
+    """The frames observed over the ``hours`` before ``end`` (default: now), in order, per
+    device, with a session per device and hour. Where ``end`` falls in its UTC day decides how
+    the data split between daily partitions, and so the plans of the long layout's queries."""
+    end = end or datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     step = timedelta(seconds=hours * 3600 / max(1, len(frames)))
     out = []
     for i, f in enumerate(frames):

@@ -11,7 +11,8 @@ Steps, in one transaction:
    carries ``legacy_digest``, which is tried before a mismatch is called key reuse;
 2. binary COPY the new frames into ``readings_packed``, one row per frame with its channels
    as arrays (the ``readings`` view shows one row per channel, migration 004), made by ``pack``
-   (the writer's lane packs while decoding, off the commit path);
+   (the writer's lane packs while decoding, off the commit path); a frame whose series are its
+   device's layout is written with series NULL (migration 011, writer/names.py);
 3. upsert ``current_state`` (only from frames not too far ahead of the writer's clock) and
    ``producer_progress`` from the same frames.
 Concurrent writers cannot both insert a key: the second waits on the first's commit, then

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,13 @@ def deployed_roles(pg_server_factory: Any, tmp_path: Path) -> dict[str, Any]:
             "files": files}  # fmt: skip
 
 
+def refused(conn: psycopg.Connection[Any], *statements: str) -> None:
+    """Each statement fails for want of a privilege."""
+    for statement in statements:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+
+
 def test_role_passwords_never_reach_a_command_line(deployed_roles: dict[str, Any]) -> None:
     """13.5: 10-roles.sh passed both passwords in psql's argv (visible in ps while it ran)."""
     argv = deployed_roles["argv"]
@@ -312,14 +320,13 @@ def test_the_writer_role_cannot_rewrite_loss_accounting(deployed_roles: dict[str
     with psycopg.connect(deployed_roles["writer"], autocommit=True) as conn:
         conn.execute("SET search_path TO telemetry")
         assert conn.execute("SELECT current_user").fetchone() == ("telemetry_writer",)
-        for statement in (
+        refused(
+            conn,
             "UPDATE producer_progress SET frames = max_seq",
             "INSERT INTO producer_progress (producer, source, frames, max_seq) VALUES ('p/2', 'obd', 5, 5)",
             "DELETE FROM producer_progress",
             "INSERT INTO progress_calls VALUES (pg_current_xact_id())",
-        ):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute(statement)
+        )
         # The function counts only ledger rows this transaction inserted, once per transaction.
         with conn.transaction():
             assert conn.execute("SELECT record_progress('{p/1}', '{8}', '{obd}')").fetchone() == (0,)
@@ -374,3 +381,38 @@ def test_the_writer_role_cannot_create_or_drop_partitions_outside_its_retention(
     with psycopg.connect(deployed_roles["owner"], autocommit=True) as conn:
         conn.execute("SET search_path TO telemetry")
         assert conn.execute("SELECT count(*) FROM readings_packed").fetchone() == (1,)
+
+
+def test_a_stolen_writer_credential_cannot_repoint_a_devices_layout(deployed_roles: dict[str, Any]) -> None:
+    """Migration 011: a frame stored with series NULL is read through its device's layout, so a
+    layout or slot changed afterwards would give every such frame's values to other channels."""
+    from common.schema import Channel, Frame
+    from writer.partitions import ensure_partitions
+    from writer.pg_copy import write_frames
+
+    now = datetime.now(UTC)
+    frames = [Frame("obd", "elm-0", now, now, 0, (Channel("rpm", 900.0, "rpm"), Channel("afr", 14.7, "")), None,
+                    "p/1", seq) for seq in (1, 2)]  # fmt: skip
+    with psycopg.connect(deployed_roles["writer"], autocommit=True) as conn:
+        conn.execute("SET search_path TO telemetry")
+        ensure_partitions(conn, now.date(), now.date())
+        write_frames(conn, frames)  # the writer's own path sets the device's layout
+    with psycopg.connect(deployed_roles["owner"], autocommit=True) as conn:
+        (dev, layout) = conn.execute("SELECT id, layout FROM telemetry.devices").fetchone()  # type: ignore[misc]
+        assert len(layout) == 2
+    with psycopg.connect(deployed_roles["writer"], autocommit=True) as conn:
+        conn.execute("SET search_path TO telemetry")
+        refused(
+            conn,
+            "UPDATE devices SET layout = ARRAY[layout[2], layout[1]]",
+            "UPDATE series SET slot = 3 - slot",
+            "DELETE FROM series",
+            "INSERT INTO series (device_id, source, device, channel, unit, slot) VALUES (1, 'obd', 'e', 'x', '', 1)",
+        )
+        again = conn.execute("SELECT * FROM device_layouts(%s, %s)", [[dev, dev], layout[::-1]]).fetchall()
+        assert again == [(dev, layout)]  # a layout once set is never replaced
+    with psycopg.connect(deployed_roles["owner"], autocommit=True) as conn:
+        conn.execute("SET search_path TO telemetry")
+        rows = conn.execute("SELECT seq, channel, value FROM readings ORDER BY seq, channel").fetchall()
+        assert rows == [(1, "afr", 14.7), (1, "rpm", 900.0), (2, "afr", 14.7), (2, "rpm", 900.0)]
+        assert conn.execute("SELECT count(*) FROM readings_packed WHERE series IS NULL").fetchone() == (2,)

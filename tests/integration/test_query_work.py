@@ -1,7 +1,8 @@
-"""What migration 010 and the writer's row order change for queries of ``readings`` (issue 15),
-on real PostgreSQL: the leaner view returns exactly the rows of migration 004's definition,
-partitions carry no CHECK constraint for the planner to test (their bound still holds), and a
-batch's packed rows lie grouped by device.
+"""What migrations 010 and 011 and the writer's row order change for queries of ``readings``
+(issue 15), on real PostgreSQL: the leaner view returns exactly the rows of migration 004's
+definition (frames stored with series NULL read with their device's layout), partitions
+carry no CHECK constraint for the planner to test (their bound still holds), and a batch's
+packed rows lie grouped by device.
 """
 
 from __future__ import annotations
@@ -30,12 +31,24 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 MIGRATIONS = Path(__file__).resolve().parents[2] / "writer" / "migrations"
 
 
+_SERIES_SPELLED_OUT = (
+    "(SELECT f.observed_at, f.received_at, f.seq, f.device_id, f.producer_id, f.session_id,"
+    " coalesce(f.series, d.layout) AS series, f.num_values, f.text_values, f.qualities"
+    " FROM readings_packed f JOIN devices d ON d.id = f.device_id) f"
+)
+"""readings_packed with every frame's series spelled out: a frame stored with series NULL
+(migration 011) has its device's layout."""
+
+
 def _view_004() -> str:
-    """Migration 004's CREATE VIEW readings, renamed readings_004."""
+    """Migration 004's CREATE VIEW readings, renamed readings_004, over readings_packed with the
+    series spelled out (``_SERIES_SPELLED_OUT``)."""
     text = (MIGRATIONS / "004_packed_readings.sql").read_text()
     found = re.search(r"CREATE VIEW readings AS.*?;", text, re.S)
     assert found, "004 defines the readings view"
-    return found.group(0).replace("CREATE VIEW readings AS", "CREATE VIEW readings_004 AS")
+    view = found.group(0).replace("CREATE VIEW readings AS", "CREATE VIEW readings_004 AS")
+    assert "FROM readings_packed f\n" in view
+    return view.replace("FROM readings_packed f\n", f"FROM {_SERIES_SPELLED_OUT}\n")
 
 
 def _check_constraints(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
@@ -86,6 +99,8 @@ def test_the_view_returns_the_rows_of_migration_004s_definition(
     then = pg_query(settings, f"SELECT {columns} FROM readings_004")
     assert len(now) == sum(len(f.channels) for f in frames)
     assert sorted(now, key=repr) == sorted(then, key=repr)
+    stored = pg_query(settings, "SELECT series IS NULL, count(*) FROM readings_packed GROUP BY 1 ORDER BY 1")
+    assert {bool(layout) for layout, _ in stored} == {False, True}, stored  # both kinds of frame were compared
     one = frames[0]
     if one.channels:
         ch = one.channels[0]
@@ -122,7 +137,7 @@ def test_migration_010_drops_the_check_constraints_of_existing_partitions(pg_dsn
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
             conn.execute("SELECT ensure_partitions(current_date - 1, current_date + 1)")
             assert len(_check_constraints(conn)) == 3  # what 004's ensure_partitions left
-            assert migrate(conn, schema) == [10]
+            assert migrate(conn, schema, upto=10) == [10]
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
             assert _check_constraints(conn) == []
             conn.execute("SELECT ensure_partitions(current_date + 2, current_date + 2)")
