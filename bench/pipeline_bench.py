@@ -638,14 +638,12 @@ def print_storage(st: dict[str, Any], copy: float, drain: float, cpu: dict[str, 
         print(f"| {q} | {rows} | {b:.2f} | {a:.2f} | {a / b:.2f} |")
 
 
-def window_end(hhmm: str | None) -> datetime | None:
-    """``--data-end``: today at HH:MM UTC; None when not given."""
-    if hhmm is None:
-        return None
+def window_end(hhmm: str) -> datetime:
+    """``--data-end``: today at HH:MM UTC."""
     try:
         at = datetime.strptime(hhmm, "%H:%M").time()
     except ValueError:
-        raise SystemExit(f"--data-end: {hhmm!r} is not HH:MM") from None
+        raise argparse.ArgumentTypeError(f"{hhmm!r} is not HH:MM") from None
     return datetime.combine(datetime.now(UTC).date(), at, UTC)
 
 
@@ -663,6 +661,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--data-end",
+        type=window_end,
         metavar="HH:MM",
         help="UTC time of today at which the storage figures' 12 hours of data end (default: now); "
         "the long layout's query plans depend on it",
@@ -684,7 +683,7 @@ def main() -> None:
             say(f"(3) writer drain of a pre-filled backlog: {drain:,.0f} rows/s (x{drain / copy:.2f})")
             runs.append((copy, drain, run_cpu))
         copy, drain, cpu = median_run(runs)
-        st = bench_storage(env, frames, tmp, 10 if args.quick else 200, window_end(args.data_end))
+        st = bench_storage(env, frames, tmp, 10 if args.quick else 200, args.data_end)
         say("(5) storage figures measured")
         if not args.storage_only:
             xadd, xread = bench_raw_redis(env, frames)
