@@ -38,6 +38,8 @@ from tests.helpers import pg_query, remove_rq_keys, running_writer, wait_for
 from tests.integration.pipeline import frame
 from tests.integration.test_redis_acl import acl_redis, client
 from writer import deadletter
+from writer.partitions import ensure_partitions
+from writer.pg_copy import write_frames
 from writer.stream_ids import ids_ahead, repair
 from writer.stream_status import stream_status
 from writer.trim import unread_deletions
@@ -386,13 +388,8 @@ def test_the_writer_role_cannot_create_or_drop_partitions_outside_its_retention(
 def test_a_stolen_writer_credential_cannot_repoint_a_devices_layout(deployed_roles: dict[str, Any]) -> None:
     """Migration 011: a frame stored with series NULL is read through its device's layout, so a
     layout or slot changed afterwards would give every such frame's values to other channels."""
-    from common.schema import Channel, Frame
-    from writer.partitions import ensure_partitions
-    from writer.pg_copy import write_frames
-
     now = datetime.now(UTC)
-    frames = [Frame("obd", "elm-0", now, now, 0, (Channel("rpm", 900.0, "rpm"), Channel("afr", 14.7, "")), None,
-                    "p/1", seq) for seq in (1, 2)]  # fmt: skip
+    frames = [replace(frame("elm-0", n, now, rpm=900.0, afr=14.7), producer="p/1", seq=n) for n in (1, 2)]
     with psycopg.connect(deployed_roles["writer"], autocommit=True) as conn:
         conn.execute("SET search_path TO telemetry")
         ensure_partitions(conn, now.date(), now.date())
